@@ -1,0 +1,453 @@
+// bindings/bind_loop.cpp — the native Loop type: scheduling entry points and the run loop.
+//
+// The methods on asyncio's hot paths (call_soon, call_later, call_at, call_soon_threadsafe,
+// time, get_debug, create_future, create_task) are METH_FASTCALL functions on a CPython heap
+// type: Tasks and Futures call them through vectorcall with no argument tuple, no nanobind
+// overload dispatch and no Python frame. Lifecycle logic that asyncio code observes in detail
+// (run_forever's set-up, run_until_complete, close) lives in the Python PyLoop subclass and
+// calls the underscored methods below.
+#include "loop_object.hpp"
+
+#include <new>
+#include <string_view>
+
+#include <pythread.h>
+
+#include "handle_object.hpp"
+#include "module_state.hpp"
+
+namespace pyloop::bindings {
+namespace {
+
+// Python's own phrasing for argument errors, so messages read like asyncio's.
+PyObject* missing_argument(const char* method, const char* name) {
+  PyErr_Format(PyExc_TypeError, "%s() missing 1 required positional argument: '%s'", method,
+               name);
+  return nullptr;
+}
+
+// The arguments of call_soon(callback, *args, context=None) and its siblings, which take
+// one extra leading parameter (delay or when) before callback.
+struct parsed_call {
+  PyObject* leading = nullptr;   // delay or when; null for call_soon
+  PyObject* callback = nullptr;  // the callable
+  PyObject* const* args = nullptr;
+  Py_ssize_t nargs = 0;
+  PyObject* context = nullptr;  // null or None: capture the current context
+};
+
+bool parse_call(const char* method, const char* leading_name, PyObject* const* args,
+                size_t nargsf, PyObject* kwnames, parsed_call& out) {
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  Py_ssize_t pos = 0;
+  if (leading_name != nullptr && pos < nargs) out.leading = args[pos++];
+  if (pos < nargs) out.callback = args[pos++];
+  out.args = args + pos;
+  out.nargs = nargs - pos;
+  if (kwnames != nullptr) {
+    Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; ++i) {
+      PyObject* key = PyTuple_GET_ITEM(kwnames, i);
+      PyObject* value = args[nargs + i];
+      PyObject** slot = nullptr;
+      if (key == state().str_context.ptr() || PyUnicode_CompareWithASCIIString(key, "context") == 0) {
+        slot = &out.context;
+      } else if (PyUnicode_CompareWithASCIIString(key, "callback") == 0 && nargs <= (leading_name ? 1 : 0)) {
+        slot = &out.callback;
+      } else if (leading_name != nullptr && nargs == 0 &&
+                 PyUnicode_CompareWithASCIIString(key, leading_name) == 0) {
+        slot = &out.leading;
+      }
+      if (slot == nullptr || *slot != nullptr) {
+        PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", method, key);
+        return false;
+      }
+      *slot = value;
+    }
+  }
+  if (leading_name != nullptr && out.leading == nullptr) {
+    missing_argument(method, leading_name);
+    return false;
+  }
+  if (out.callback == nullptr) {
+    missing_argument(method, "callback");
+    return false;
+  }
+  return true;
+}
+
+bool check_open(loop_object* loop) {
+  if (!loop->closed) return true;
+  PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+  return false;
+}
+
+// Debug-mode checks, delegated to PyLoop._check_thread / _check_callback (asyncio's rules).
+bool debug_checks(PyObject* self, PyObject* callback, const char* method, bool check_thread) {
+  module_state& s = state();
+  if (check_thread) {
+    PyObject* argv[] = {self};
+    nb::object ok = nb::steal(PyObject_VectorcallMethod(
+        s.str_check_thread.ptr(), argv, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
+    if (!ok.is_valid()) return false;
+  }
+  nb::object name = nb::steal(PyUnicode_FromString(method));
+  if (!name.is_valid()) return false;
+  PyObject* argv[] = {self, callback, name.ptr()};
+  nb::object ok = nb::steal(PyObject_VectorcallMethod(
+      s.str_check_callback.ptr(), argv, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
+  return ok.is_valid();
+}
+
+PyObject* schedule_soon(PyObject* self, const parsed_call& call, bool threadsafe) {
+  loop_object* loop = as_loop(self);
+  handle_object* h = new_handle(self, call.callback, call.args, call.nargs, call.context);
+  if (h == nullptr) return nullptr;
+  // The queue's reference; the caller gets the one new_handle returned.
+  callback cb{&handle_callback_ops, Py_NewRef(reinterpret_cast<PyObject*>(h))};
+  if (threadsafe) {
+    loop->driver->call_soon_threadsafe(cb);
+  } else {
+    loop->driver->call_soon(cb);
+  }
+  return reinterpret_cast<PyObject*>(h);
+}
+
+PyObject* loop_call_soon(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  parsed_call call;
+  if (!parse_call("call_soon", nullptr, args, nargsf, kwnames, call)) return nullptr;
+  loop_object* loop = as_loop(self);
+  if (!check_open(loop)) return nullptr;
+  if (loop->debug && !debug_checks(self, call.callback, "call_soon", true)) return nullptr;
+  return schedule_soon(self, call, false);
+}
+
+PyObject* loop_call_soon_threadsafe(PyObject* self, PyObject* const* args, size_t nargsf,
+                                    PyObject* kwnames) {
+  parsed_call call;
+  if (!parse_call("call_soon_threadsafe", nullptr, args, nargsf, kwnames, call)) return nullptr;
+  loop_object* loop = as_loop(self);
+  if (!check_open(loop)) return nullptr;
+  if (loop->debug && !debug_checks(self, call.callback, "call_soon_threadsafe", false)) {
+    return nullptr;
+  }
+  return schedule_soon(self, call, true);
+}
+
+PyObject* schedule_at(PyObject* self, double when, const parsed_call& call) {
+  loop_object* loop = as_loop(self);
+  if (!check_open(loop)) return nullptr;
+  if (loop->debug && !debug_checks(self, call.callback, "call_at", true)) return nullptr;
+  handle_object* h = new_timer_handle(when, self, call.callback, call.args, call.nargs, call.context);
+  if (h == nullptr) return nullptr;
+  h->scheduled = true;
+  loop->driver->call_at(when, callback{&timer_callback_ops, Py_NewRef(reinterpret_cast<PyObject*>(h))});
+  return reinterpret_cast<PyObject*>(h);
+}
+
+// Converts a deadline or delay the way asyncio's arithmetic would accept it.
+bool as_seconds(PyObject* value, double& out) {
+  if (PyFloat_CheckExact(value)) {
+    out = PyFloat_AS_DOUBLE(value);
+    return true;
+  }
+  out = PyFloat_AsDouble(value);
+  return !(out == -1.0 && PyErr_Occurred());
+}
+
+PyObject* loop_call_later(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  parsed_call call;
+  if (!parse_call("call_later", "delay", args, nargsf, kwnames, call)) return nullptr;
+  if (call.leading == Py_None) {
+    PyErr_SetString(PyExc_TypeError, "delay must not be None");
+    return nullptr;
+  }
+  double when;
+  const double now = loop_driver::now();
+  if (PyFloat_CheckExact(call.leading) || PyLong_CheckExact(call.leading)) {
+    double delay;
+    if (!as_seconds(call.leading, delay)) return nullptr;
+    when = now + delay;
+  } else {
+    // Anything else goes through float.__add__, so exactly asyncio's "time() + delay"
+    // succeeds or raises.
+    nb::object start = nb::steal(PyFloat_FromDouble(now));
+    if (!start.is_valid()) return nullptr;
+    nb::object sum = nb::steal(PyNumber_Add(start.ptr(), call.leading));
+    if (!sum.is_valid() || !as_seconds(sum.ptr(), when)) return nullptr;
+  }
+  return schedule_at(self, when, call);
+}
+
+PyObject* loop_call_at(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  parsed_call call;
+  if (!parse_call("call_at", "when", args, nargsf, kwnames, call)) return nullptr;
+  if (call.leading == Py_None) {
+    PyErr_SetString(PyExc_TypeError, "when cannot be None");
+    return nullptr;
+  }
+  double when;
+  if (!as_seconds(call.leading, when)) return nullptr;
+  return schedule_at(self, when, call);
+}
+
+PyObject* loop_time(PyObject*, PyObject*) { return PyFloat_FromDouble(loop_driver::now()); }
+
+PyObject* loop_get_debug(PyObject* self, PyObject*) { return PyBool_FromLong(as_loop(self)->debug); }
+
+PyObject* loop_is_closed(PyObject* self, PyObject*) { return PyBool_FromLong(as_loop(self)->closed); }
+
+PyObject* loop_is_running(PyObject* self, PyObject*) {
+  return PyBool_FromLong(as_loop(self)->running);
+}
+
+PyObject* loop_stop(PyObject* self, PyObject*) {
+  as_loop(self)->driver->stop();
+  Py_RETURN_NONE;
+}
+
+PyObject* loop_create_future(PyObject* self, PyObject*) {
+  module_state& s = state();
+  PyObject* argv[] = {self};
+  return PyObject_Vectorcall(s.future_type.ptr(), argv, 0, s.kwnames_loop.ptr());
+}
+
+PyObject* loop_create_task(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  PyObject* coro = nargs > 0 ? args[0] : nullptr;
+  PyObject* name = Py_None;
+  PyObject* context = Py_None;
+  if (nargs > 1) {
+    PyErr_Format(PyExc_TypeError, "create_task() takes 2 positional arguments but %zd were given",
+                 nargs + 1);
+    return nullptr;
+  }
+  if (kwnames != nullptr) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
+      PyObject* key = PyTuple_GET_ITEM(kwnames, i);
+      PyObject* value = args[nargs + i];
+      if (PyUnicode_CompareWithASCIIString(key, "name") == 0) {
+        name = value;
+      } else if (PyUnicode_CompareWithASCIIString(key, "context") == 0) {
+        context = value;
+      } else if (PyUnicode_CompareWithASCIIString(key, "coro") == 0 && coro == nullptr) {
+        coro = value;
+      } else {
+        PyErr_Format(PyExc_TypeError, "create_task() got an unexpected keyword argument '%U'", key);
+        return nullptr;
+      }
+    }
+  }
+  if (coro == nullptr) return missing_argument("create_task", "coro");
+  loop_object* loop = as_loop(self);
+  if (!check_open(loop)) return nullptr;
+  if (loop->task_factory.is_valid()) {
+    PyObject* argv[] = {self, coro, name, context};
+    return PyObject_VectorcallMethod(state().str_create_task_with_factory.ptr(), argv,
+                                     4 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+  }
+  module_state& s = state();
+  if (name == Py_None && context == Py_None) {
+    PyObject* argv[] = {coro, self};
+    return PyObject_Vectorcall(s.task_type.ptr(), argv, 1, s.kwnames_loop.ptr());
+  }
+  PyObject* argv[] = {coro, self, name, context};
+  return PyObject_Vectorcall(s.task_type.ptr(), argv, 1, s.kwnames_loop_name_context.ptr());
+}
+
+PyObject* loop_run_forever_native(PyObject* self, PyObject*) {
+  loop_object* loop = as_loop(self);
+  nb::object keep_alive = nb::borrow(self);
+  if (loop->driver->run_until_stopped() == run_status::aborted) return nullptr;
+  Py_RETURN_NONE;
+}
+
+PyObject* loop_close_native(PyObject* self, PyObject*) {
+  loop_object* loop = as_loop(self);
+  loop->closed = true;
+  loop->driver->clear();
+  Py_RETURN_NONE;
+}
+
+PyObject* loop_native_stats(PyObject* self, PyObject*) {
+  loop_driver* d = as_loop(self)->driver;
+  return Py_BuildValue("{s:n,s:n,s:n}", "ready", static_cast<Py_ssize_t>(d->ready_count()),
+                       "timers", static_cast<Py_ssize_t>(d->timer_count()), "cancelled_timers",
+                       static_cast<Py_ssize_t>(d->cancelled_timer_count()));
+}
+
+PyObject* get_debug_flag(PyObject* self, void*) { return PyBool_FromLong(as_loop(self)->debug); }
+
+int set_debug_flag(PyObject* self, PyObject* value, void*) {
+  if (value == nullptr) {
+    PyErr_SetString(PyExc_AttributeError, "cannot delete _debug");
+    return -1;
+  }
+  int truth = PyObject_IsTrue(value);
+  if (truth < 0) return -1;
+  as_loop(self)->debug = truth != 0;
+  return 0;
+}
+
+PyObject* get_thread_id(PyObject* self, void*) {
+  loop_object* loop = as_loop(self);
+  if (!loop->running) Py_RETURN_NONE;
+  return PyLong_FromUnsignedLong(loop->thread_id);
+}
+
+int set_thread_id(PyObject* self, PyObject* value, void*) {
+  loop_object* loop = as_loop(self);
+  if (value == nullptr || value == Py_None) {
+    loop->running = false;
+    loop->thread_id = 0;
+    return 0;
+  }
+  unsigned long id = PyLong_AsUnsignedLong(value);
+  if (id == static_cast<unsigned long>(-1) && PyErr_Occurred()) return -1;
+  loop->thread_id = id;
+  loop->running = true;
+  return 0;
+}
+
+PyObject* get_closed(PyObject* self, void*) { return PyBool_FromLong(as_loop(self)->closed); }
+
+PyObject* get_stopping(PyObject* self, void*) {
+  return PyBool_FromLong(as_loop(self)->driver->stopping());
+}
+
+PyObject* get_task_factory_field(PyObject* self, void*) {
+  const nb::object& f = as_loop(self)->task_factory;
+  return Py_NewRef(f.is_valid() ? f.ptr() : Py_None);
+}
+
+int set_task_factory_field(PyObject* self, PyObject* value, void*) {
+  nb::object& f = as_loop(self)->task_factory;
+  if (value == nullptr || value == Py_None) {
+    clear_ref(f);
+  } else {
+    f = nb::borrow(value);
+  }
+  return 0;
+}
+
+PyObject* get_clock_resolution(PyObject*, void*) {
+  return PyFloat_FromDouble(loop_driver::clock_resolution());
+}
+
+void release_gil(void* data) noexcept { as_loop(static_cast<PyObject*>(data))->released_state = PyEval_SaveThread(); }
+
+void retake_gil(void* data) noexcept {
+  loop_object* loop = as_loop(static_cast<PyObject*>(data));
+  PyEval_RestoreThread(loop->released_state);
+  loop->released_state = nullptr;
+}
+
+PyObject* loop_new(PyTypeObject* type, PyObject*, PyObject*) {
+  PyObject* self = type->tp_alloc(type, 0);
+  if (self == nullptr) return nullptr;
+  loop_object* loop = as_loop(self);
+  new (&loop->task_factory) nb::object();
+  loop->driver = new (std::nothrow) loop_driver();
+  if (loop->driver == nullptr) {
+    Py_DECREF(self);
+    return PyErr_NoMemory();
+  }
+  loop->driver->set_wait_hooks(wait_hooks{release_gil, retake_gil, self});
+  return self;
+}
+
+int loop_traverse(PyObject* self, visitproc visit, void* arg) {
+  loop_object* loop = as_loop(self);
+  Py_VISIT(Py_TYPE(self));
+  Py_VISIT(loop->task_factory.ptr());
+  if (loop->driver == nullptr) return 0;
+  int result = 0;
+  loop->driver->for_each_queued([&](const callback& cb) {
+    if (result == 0 && (cb.ops == &handle_callback_ops || cb.ops == &timer_callback_ops)) {
+      result = visit(static_cast<PyObject*>(cb.payload), arg);
+    }
+  });
+  return result;
+}
+
+int loop_clear(PyObject* self) {
+  loop_object* loop = as_loop(self);
+  clear_ref(loop->task_factory);
+  if (loop->driver != nullptr) loop->driver->clear();
+  return 0;
+}
+
+void loop_dealloc(PyObject* self) {
+  PyObject_GC_UnTrack(self);
+  loop_object* loop = as_loop(self);
+  loop_clear(self);
+  delete loop->driver;
+  loop->driver = nullptr;
+  loop->task_factory.~object();
+  PyTypeObject* type = Py_TYPE(self);
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+constexpr int fastcall_kw = METH_FASTCALL | METH_KEYWORDS;
+
+PyMethodDef loop_methods[] = {
+    {"call_soon", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_call_soon)), fastcall_kw,
+     "call_soon(callback, *args, context=None)\n--\n\nSchedule callback(*args) for the next iteration."},
+    {"call_soon_threadsafe",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_call_soon_threadsafe)), fastcall_kw,
+     "call_soon_threadsafe(callback, *args, context=None)\n--\n\nLike call_soon(), from any thread; wakes the loop."},
+    {"call_later", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_call_later)), fastcall_kw,
+     "call_later(delay, callback, *args, context=None)\n--\n\nSchedule callback(*args) after delay seconds."},
+    {"call_at", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_call_at)), fastcall_kw,
+     "call_at(when, callback, *args, context=None)\n--\n\nSchedule callback(*args) at loop time when."},
+    {"create_task", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_create_task)), fastcall_kw,
+     "create_task(coro, *, name=None, context=None)\n--\n\nSchedule the execution of a coroutine; return a Task."},
+    {"time", loop_time, METH_NOARGS, "Return the loop's monotonic time in seconds."},
+    {"get_debug", loop_get_debug, METH_NOARGS, "Return True if the loop is in debug mode."},
+    {"is_closed", loop_is_closed, METH_NOARGS, "Return True if the loop was closed."},
+    {"is_running", loop_is_running, METH_NOARGS, "Return True if the loop is running."},
+    {"stop", loop_stop, METH_NOARGS, "Stop the loop after the current iteration."},
+    {"create_future", loop_create_future, METH_NOARGS, "Create a Future attached to the loop."},
+    {"_run_forever_native", loop_run_forever_native, METH_NOARGS, "Run iterations until stop()."},
+    {"_close_native", loop_close_native, METH_NOARGS, "Mark the loop closed and drop queued callbacks."},
+    {"_native_stats", loop_native_stats, METH_NOARGS, "Queue sizes, for tests and diagnostics."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef loop_getset[] = {
+    {"_debug", get_debug_flag, set_debug_flag, nullptr, nullptr},
+    {"_thread_id", get_thread_id, set_thread_id, nullptr, nullptr},
+    {"_closed", get_closed, nullptr, nullptr, nullptr},
+    {"_stopping", get_stopping, nullptr, nullptr, nullptr},
+    {"_task_factory", get_task_factory_field, set_task_factory_field, nullptr, nullptr},
+    {"_clock_resolution", get_clock_resolution, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyType_Slot loop_slots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(loop_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(loop_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(loop_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(loop_clear)},
+    {Py_tp_methods, loop_methods},
+    {Py_tp_getset, loop_getset},
+    {Py_tp_doc, const_cast<char*>("Native engine of PyLoop; use data_bridge.pyloop.PyLoop.")},
+    {0, nullptr},
+};
+
+PyType_Spec loop_spec = {"data_bridge.pyloop._pyloop.Loop", sizeof(loop_object), 0,
+                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE, loop_slots};
+
+}  // namespace
+
+void export_loop(nb::module_& m) {
+  PyObject* type = PyType_FromSpec(&loop_spec);
+  if (type == nullptr) throw nb::python_error();
+  module_state& s = state();
+  s.owned_types.push_back(nb::steal(type));
+  s.loop_type = reinterpret_cast<PyTypeObject*>(type);
+  m.attr("Loop") = nb::borrow(type);
+}
+
+}  // namespace pyloop::bindings

@@ -1,0 +1,58 @@
+// bindings/bind_module_state.cpp — creation of the module state and the glue installer.
+#include "module_state.hpp"
+
+#include "handle_object.hpp"
+
+namespace pyloop::bindings {
+namespace {
+
+module_state* current_state = nullptr;  // owned by the "_state" capsule on the module
+
+void install_glue(nb::object report_handle_exception, nb::object handle_repr,
+                  nb::object extract_stack) {
+  module_state& s = state();
+  s.report_handle_exception = std::move(report_handle_exception);
+  s.handle_repr = std::move(handle_repr);
+  s.extract_stack = std::move(extract_stack);
+}
+
+}  // namespace
+
+module_state& state() noexcept { return *current_state; }
+
+module_state::~module_state() {
+  for (handle_freelist* list : {&free_handles, &free_timer_handles}) {
+    while (list->count > 0) PyObject_GC_Del(list->items[--list->count]);
+  }
+}
+
+void export_module_state(nb::module_& m) {
+  current_state = new module_state();
+  nb::capsule owner(current_state, [](void* p) noexcept {
+    delete static_cast<module_state*>(p);
+    current_state = nullptr;
+  });
+  m.attr("_state") = owner;
+
+  module_state& s = *current_state;
+  nb::module_ asyncio = nb::module_::import_("asyncio");
+  s.future_type = asyncio.attr("Future");
+  s.task_type = asyncio.attr("Task");
+  s.kwnames_loop = nb::make_tuple("loop");
+  s.kwnames_loop_name_context = nb::make_tuple("loop", "name", "context");
+  s.kwnames_context = nb::make_tuple("context");
+  auto interned = [](const char* name) { return nb::steal(PyUnicode_InternFromString(name)); };
+  s.str_context = interned("context");
+  s.str_check_thread = interned("_check_thread");
+  s.str_check_callback = interned("_check_callback");
+  s.str_run_handle_debug = interned("_run_handle_debug");
+  s.str_get_debug = interned("get_debug");
+  s.str_set_name = interned("set_name");
+  s.str_create_task_with_factory = interned("_create_task_with_factory");
+
+  m.def("_install_glue", &install_glue, nb::arg("report_handle_exception"),
+        nb::arg("handle_repr"), nb::arg("extract_stack"),
+        "Installs the Python helpers the native loop calls on its slow paths.");
+}
+
+}  // namespace pyloop::bindings

@@ -1,0 +1,31 @@
+// bindings/loop_object.hpp — the native base of PyLoop: a Python object around a loop_driver.
+#pragma once
+
+#include <Python.h>
+
+#include <nanobind/nanobind.h>
+
+#include "pyloop/loop_driver.hpp"
+
+namespace pyloop::bindings {
+
+// Layout of data_bridge.pyloop._pyloop.Loop instances. PyLoop (Python) derives from it and
+// adds __dict__ and __weakref__.
+// Thread safety: the loop's thread only, GIL held; call_soon_threadsafe is the exception and
+// only touches driver->call_soon_threadsafe().
+struct loop_object {
+  PyObject_HEAD
+  loop_driver* driver;            // the engine; owned, deleted with the object
+  PyThreadState* released_state;  // saved thread state while the GIL is released in a wait
+  unsigned long thread_id;        // threading.get_ident() of the running thread
+  bool running;                   // thread_id is meaningful (run_forever is active)
+  bool debug;                     // asyncio debug mode
+  bool closed;                    // close() has run
+  nanobind::object task_factory;  // set_task_factory()'s callable; empty for asyncio.Task
+};
+
+inline loop_object* as_loop(PyObject* o) noexcept { return reinterpret_cast<loop_object*>(o); }
+
+void export_loop(nanobind::module_& m);
+
+}  // namespace pyloop::bindings

@@ -1,0 +1,14 @@
+// bindings/module.cpp — the extension data_bridge.pyloop._pyloop: exports in dependency order.
+#include <nanobind/nanobind.h>
+
+#include "handle_object.hpp"
+#include "loop_object.hpp"
+#include "module_state.hpp"
+
+NB_MODULE(_pyloop, m) {
+  using namespace pyloop::bindings;
+  m.doc() = "Native engine of data_bridge.pyloop (C++20 core on Asio).";
+  export_module_state(m);
+  export_handle(m);
+  export_loop(m);
+}

@@ -1,0 +1,111 @@
+// core/include/pyloop/loop_driver.hpp — one event loop's engine: queues, timers, wakeup, the wait.
+//
+// One iteration (run_once) follows asyncio's BaseEventLoop._run_once, phase by phase:
+//   1. callbacks handed over from other threads join the ready queue;
+//   2. cancelled timers are pruned (all of them when they dominate, else those at the top);
+//   3. the wait: 0 when callbacks are ready or the loop is stopping, else until the next
+//      deadline (at most 24 hours), or indefinitely when no timer is scheduled. The wait is
+//      Asio's reactor; the wait hooks run around it (the bindings release the GIL there);
+//   4. callbacks handed over during the wait join the ready queue;
+//   5. timers due before now + clock resolution move, in deadline order, to the ready queue;
+//   6. exactly the callbacks ready at this point run, in FIFO order: anything they schedule
+//      runs in the next iteration. A callback that aborts ends the iteration at once and the
+//      rest stay queued.
+// docs/architecture.md repeats this list; tests/cpp/loop_driver_test.cpp tests it rule by rule.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+
+#include "pyloop/callback.hpp"
+#include "pyloop/ready_queue.hpp"
+#include "pyloop/threadsafe_queue.hpp"
+#include "pyloop/timer_heap.hpp"
+
+namespace pyloop {
+
+// Code run just before and just after the loop blocks (the bindings drop and retake the GIL).
+struct wait_hooks {
+  void (*before_wait)(void* data) noexcept = nullptr;
+  void (*after_wait)(void* data) noexcept = nullptr;
+  void* data = nullptr;
+};
+
+enum class run_status : unsigned char {
+  stopped,  // stop() was honoured at the end of an iteration
+  aborted,  // a callback aborted; its error is the caller's to report
+};
+
+// Thread safety: every member is for the loop's thread only, except call_soon_threadsafe(),
+// which any thread may call while the driver is alive.
+class loop_driver {
+ public:
+  static constexpr double maximum_wait_seconds = 24.0 * 3600.0;
+
+  loop_driver();
+  loop_driver(const loop_driver&) = delete;
+  loop_driver& operator=(const loop_driver&) = delete;
+  ~loop_driver();
+
+  // Seconds on the monotonic clock (CLOCK_MONOTONIC on Linux, as time.monotonic()).
+  static double now() noexcept;
+  static double clock_resolution() noexcept;
+
+  void call_soon(callback cb) { ready_.push(cb); }
+  void call_at(double when, callback cb) { timers_.push(when, cb); }
+  // Tells the heap that one of its entries was cancelled (lazy removal bookkeeping).
+  void timer_cancelled() noexcept { timers_.note_cancelled(); }
+  // Any thread: queues cb for the next iteration and wakes the loop if it is waiting.
+  void call_soon_threadsafe(callback cb);
+
+  run_status run_once();
+  // Runs iterations until stop() is honoured or a callback aborts; the stop request is
+  // consumed either way, as asyncio's run_forever resets _stopping in its finally clause.
+  run_status run_until_stopped();
+  void stop() noexcept { stopping_ = true; }
+  bool stopping() const noexcept { return stopping_; }
+
+  // Discards everything queued: ready callbacks, timers, and cross-thread hand-overs.
+  void clear();
+
+  void set_wait_hooks(wait_hooks hooks) noexcept { hooks_ = hooks; }
+
+  // I/O sources registered with the reactor. While there are none, an iteration with ready
+  // callbacks skips the reactor poll entirely: nothing but the wakeup could be reported.
+  void add_io_source() noexcept { ++io_sources_; }
+  void remove_io_source() noexcept { --io_sources_; }
+
+  std::size_t ready_count() const noexcept { return ready_.size(); }
+  std::size_t timer_count() const noexcept { return timers_.size(); }
+  std::size_t cancelled_timer_count() const noexcept { return timers_.cancelled_count(); }
+  // Earliest live deadline, or a negative value when no timer is scheduled.
+  double next_deadline();
+
+  asio::io_context& io() noexcept { return io_; }
+
+  template <class Visitor>
+  void for_each_queued(Visitor&& visit) const {
+    ready_.for_each(visit);
+    timers_.for_each(visit);
+  }
+
+ private:
+  void wait(double timeout_seconds);
+  void take_incoming();
+  void move_due_timers();
+
+  asio::io_context io_{1};  // the reactor; driven only from the loop's thread
+  asio::executor_work_guard<asio::io_context::executor_type> keep_alive_;  // io_ never runs dry
+  ready_queue ready_;                     // callbacks for the next iteration
+  timer_heap timers_;                     // callbacks waiting for a deadline
+  threadsafe_queue incoming_;             // callbacks handed over by other threads
+  std::atomic<bool> wakeup_posted_{false};  // a wakeup is queued in io_, not yet run
+  wait_hooks hooks_;                      // run around the blocking wait
+  std::size_t io_sources_ = 0;            // registered I/O sources (see add_io_source)
+  bool stopping_ = false;                 // stop() called; honoured after this iteration
+};
+
+}  // namespace pyloop

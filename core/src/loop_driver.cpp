@@ -1,0 +1,119 @@
+// core/src/loop_driver.cpp — one iteration of the loop, in asyncio's phase order (see header).
+#include "pyloop/loop_driver.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <asio/post.hpp>
+
+namespace pyloop {
+
+loop_driver::loop_driver() : keep_alive_(asio::make_work_guard(io_)) {}
+
+loop_driver::~loop_driver() {
+  clear();
+  keep_alive_.reset();
+}
+
+double loop_driver::now() noexcept {
+  using seconds = std::chrono::duration<double>;
+  return std::chrono::duration_cast<seconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+double loop_driver::clock_resolution() noexcept {
+  using period = std::chrono::steady_clock::period;
+  return static_cast<double>(period::num) / static_cast<double>(period::den);
+}
+
+void loop_driver::call_soon_threadsafe(callback cb) {
+  incoming_.push(cb);
+  // At most one wakeup is in flight: a busy loop drains the inbox every iteration anyway,
+  // and a waiting loop needs only one reason to return from the reactor.
+  if (!wakeup_posted_.exchange(true, std::memory_order_acq_rel)) {
+    asio::post(io_, [this] { wakeup_posted_.store(false, std::memory_order_release); });
+  }
+}
+
+void loop_driver::take_incoming() {
+  if (incoming_.maybe_nonempty()) incoming_.drain_into(ready_);
+}
+
+double loop_driver::next_deadline() {
+  timers_.prune();
+  return timers_.empty() ? -1.0 : timers_.top().when;
+}
+
+void loop_driver::wait(double timeout_seconds) {
+  if (hooks_.before_wait) hooks_.before_wait(hooks_.data);
+  if (timeout_seconds < 0) {
+    io_.run_one();
+  } else {
+    io_.run_one_for(std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::duration<double>(timeout_seconds)));
+  }
+  if (hooks_.after_wait) hooks_.after_wait(hooks_.data);
+}
+
+void loop_driver::move_due_timers() {
+  const double end = now() + clock_resolution();
+  while (!timers_.empty() && timers_.top().when < end) {
+    timer_entry due = timers_.pop();
+    if (due.cb.cancelled()) {
+      // Cancelled after the prune phase (during the wait): drop it here, as asyncio's
+      // ready-queue loop would skip it.
+      due.cb.discard();
+      continue;
+    }
+    if (due.cb.ops->unscheduled) due.cb.ops->unscheduled(due.cb.payload);
+    ready_.push(due.cb);
+  }
+}
+
+run_status loop_driver::run_once() {
+  take_incoming();
+  timers_.prune();
+
+  if (!ready_.empty() || stopping_) {
+    if (io_sources_ > 0) io_.poll();
+  } else {
+    double timeout = -1.0;
+    if (!timers_.empty()) {
+      timeout = std::clamp(timers_.top().when - now(), 0.0, maximum_wait_seconds);
+    }
+    // A deadline already passed with no I/O to look at needs no trip to the reactor.
+    if (timeout != 0.0 || io_sources_ > 0 || wakeup_posted_.load(std::memory_order_acquire)) {
+      wait(timeout);
+    }
+  }
+  take_incoming();
+  move_due_timers();
+
+  // Snapshot the count: callbacks queued from now on run next turn, as in _run_once.
+  for (std::size_t todo = ready_.size(); todo > 0; --todo) {
+    if (ready_.pop().invoke() == callback_status::abort) return run_status::aborted;
+  }
+  return run_status::stopped;
+}
+
+run_status loop_driver::run_until_stopped() {
+  for (;;) {
+    if (run_once() == run_status::aborted) {
+      stopping_ = false;
+      return run_status::aborted;
+    }
+    if (stopping_) break;
+  }
+  stopping_ = false;
+  return run_status::stopped;
+}
+
+void loop_driver::clear() {
+  ready_.clear();
+  timers_.clear();
+  incoming_.clear();
+}
+
+}  // namespace pyloop
