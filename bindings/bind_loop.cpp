@@ -8,6 +8,7 @@
 // calls the underscored methods below.
 #include "loop_object.hpp"
 
+#include <cerrno>
 #include <new>
 #include <string_view>
 
@@ -105,7 +106,10 @@ PyObject* schedule_soon(PyObject* self, const parsed_call& call, bool threadsafe
   if (h == nullptr) return nullptr;
   // The queue's reference; the caller gets the one new_handle returned.
   callback cb{&handle_callback_ops, Py_NewRef(reinterpret_cast<PyObject*>(h))};
-  if (threadsafe) {
+  // From the loop's own thread, or while no thread runs the loop (run_forever sets and
+  // clears `running` with the GIL held), the ready queue is safe to touch directly, which
+  // keeps call_soon and call_soon_threadsafe in one FIFO order, as asyncio's shared deque does.
+  if (threadsafe && loop->running && loop->thread_id != PyThread_get_thread_ident()) {
     loop->driver->call_soon_threadsafe(cb);
   } else {
     loop->driver->call_soon(cb);
@@ -336,10 +340,23 @@ PyObject* get_clock_resolution(PyObject*, void*) {
 
 void release_gil(void* data) noexcept { as_loop(static_cast<PyObject*>(data))->released_state = PyEval_SaveThread(); }
 
-void retake_gil(void* data) noexcept {
+bool retake_gil(void* data) noexcept {
   loop_object* loop = as_loop(static_cast<PyObject*>(data));
   PyEval_RestoreThread(loop->released_state);
   loop->released_state = nullptr;
+  // A signal may have ended the wait: run Python's handlers now, as asyncio's select() does
+  // on EINTR; KeyboardInterrupt from the default SIGINT handler then leaves run_forever.
+  return PyErr_CheckSignals() == 0;
+}
+
+PyObject* loop_signal_wakeup_fd(PyObject* self, PyObject*) {
+  std::error_code ec;
+  int fd = as_loop(self)->driver->interrupt_fd(ec);
+  if (fd < 0) {
+    errno = ec.value();
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  return PyLong_FromLong(fd);
 }
 
 PyObject* loop_new(PyTypeObject* type, PyObject*, PyObject*) {
@@ -411,6 +428,8 @@ PyMethodDef loop_methods[] = {
     {"create_future", loop_create_future, METH_NOARGS, "Create a Future attached to the loop."},
     {"_run_forever_native", loop_run_forever_native, METH_NOARGS, "Run iterations until stop()."},
     {"_close_native", loop_close_native, METH_NOARGS, "Mark the loop closed and drop queued callbacks."},
+    {"_signal_wakeup_fd", loop_signal_wakeup_fd, METH_NOARGS,
+     "Write end of the pipe that ends a blocked wait (for signal.set_wakeup_fd)."},
     {"_native_stats", loop_native_stats, METH_NOARGS, "Queue sizes, for tests and diagnostics."},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -46,7 +46,12 @@ double loop_driver::next_deadline() {
   return timers_.empty() ? -1.0 : timers_.top().when;
 }
 
-void loop_driver::wait(double timeout_seconds) {
+int loop_driver::interrupt_fd(std::error_code& ec) {
+  ec = interrupt_.open();
+  return ec ? -1 : interrupt_.write_fd();
+}
+
+bool loop_driver::wait(double timeout_seconds) {
   if (hooks_.before_wait) hooks_.before_wait(hooks_.data);
   if (timeout_seconds < 0) {
     io_.run_one();
@@ -54,7 +59,7 @@ void loop_driver::wait(double timeout_seconds) {
     io_.run_one_for(std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::duration<double>(timeout_seconds)));
   }
-  if (hooks_.after_wait) hooks_.after_wait(hooks_.data);
+  return hooks_.after_wait == nullptr || hooks_.after_wait(hooks_.data);
 }
 
 void loop_driver::move_due_timers() {
@@ -85,7 +90,7 @@ run_status loop_driver::run_once() {
     }
     // A deadline already passed with no I/O to look at needs no trip to the reactor.
     if (timeout != 0.0 || io_sources_ > 0 || wakeup_posted_.load(std::memory_order_acquire)) {
-      wait(timeout);
+      if (!wait(timeout)) return run_status::aborted;
     }
   }
   take_incoming();

@@ -21,16 +21,19 @@
 #include <asio/io_context.hpp>
 
 #include "pyloop/callback.hpp"
+#include "pyloop/interrupt_pipe.hpp"
 #include "pyloop/ready_queue.hpp"
 #include "pyloop/threadsafe_queue.hpp"
 #include "pyloop/timer_heap.hpp"
 
 namespace pyloop {
 
-// Code run just before and just after the loop blocks (the bindings drop and retake the GIL).
+// Code run just before and just after the loop blocks (the bindings drop and retake the GIL,
+// then run pending signal handlers). after_wait returning false aborts the iteration: its
+// error is the caller's to report, as with a callback that aborts.
 struct wait_hooks {
   void (*before_wait)(void* data) noexcept = nullptr;
-  void (*after_wait)(void* data) noexcept = nullptr;
+  bool (*after_wait)(void* data) noexcept = nullptr;
   void* data = nullptr;
 };
 
@@ -73,6 +76,10 @@ class loop_driver {
 
   void set_wait_hooks(wait_hooks hooks) noexcept { hooks_ = hooks; }
 
+  // The write end of a pipe that ends a blocked wait when written to (for signal wakeups);
+  // created on first call. Returns -1 and sets ec if it cannot be created.
+  int interrupt_fd(std::error_code& ec);
+
   // I/O sources registered with the reactor. While there are none, an iteration with ready
   // callbacks skips the reactor poll entirely: nothing but the wakeup could be reported.
   void add_io_source() noexcept { ++io_sources_; }
@@ -93,7 +100,7 @@ class loop_driver {
   }
 
  private:
-  void wait(double timeout_seconds);
+  bool wait(double timeout_seconds);
   void take_incoming();
   void move_due_timers();
 
@@ -104,6 +111,7 @@ class loop_driver {
   threadsafe_queue incoming_;             // callbacks handed over by other threads
   std::atomic<bool> wakeup_posted_{false};  // a wakeup is queued in io_, not yet run
   wait_hooks hooks_;                      // run around the blocking wait
+  interrupt_pipe interrupt_{io_};         // signal wakeups; unopened until asked for
   std::size_t io_sources_ = 0;            // registered I/O sources (see add_io_source)
   bool stopping_ = false;                 // stop() called; honoured after this iteration
 };

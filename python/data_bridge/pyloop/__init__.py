@@ -10,3 +10,7 @@ from ._policy import EventLoopPolicy, install, is_installed, new_event_loop, run
 
 __all__ = ["PyLoop", "EventLoopPolicy", "new_event_loop", "install", "is_installed", "run"]
 __version__ = "0.1.0"
+
+for _public in (PyLoop, EventLoopPolicy):
+    _public.__module__ = __name__
+del _public

@@ -13,6 +13,7 @@ import concurrent.futures
 import inspect
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -110,6 +111,7 @@ class PyLoop(_NativeLoop, asyncio.AbstractEventLoop):
         self._check_running()
         self._set_coroutine_origin_tracking(self.get_debug())
         saved_hooks = sys.get_asyncgen_hooks()
+        saved_wakeup_fd = self._route_signal_wakeups_here()
         try:
             self._thread_id = threading.get_ident()
             sys.set_asyncgen_hooks(
@@ -119,10 +121,23 @@ class PyLoop(_NativeLoop, asyncio.AbstractEventLoop):
             events._set_running_loop(self)
             self._run_forever_native()
         finally:
+            if saved_wakeup_fd is not None:
+                signal.set_wakeup_fd(saved_wakeup_fd)
             self._thread_id = None
             events._set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*saved_hooks)
+
+    def _route_signal_wakeups_here(self):
+        """In the main thread, point Python's signal wakeup fd at the loop's interrupt pipe
+        while it runs, so a signal (Ctrl-C, asyncio.Runner's SIGINT handler) ends a blocked
+        wait at once. Returns the previous wakeup fd to restore, or None off the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        try:
+            return signal.set_wakeup_fd(self._signal_wakeup_fd(), warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            return None
 
     def run_until_complete(self, future):
         """Run until the future (or coroutine, wrapped in a Task) is done; return its result."""

@@ -32,5 +32,8 @@ def is_installed() -> bool:
 def run(main, *, debug=None):
     """Run a coroutine on a new PyLoop and return its result, exactly as asyncio.run does
     (cancels leftover tasks, shuts down async generators and the default executor)."""
+    if asyncio._get_running_loop() is not None:
+        # Fail before creating a loop, with asyncio.run's own message.
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)

@@ -1,0 +1,54 @@
+# Makefile — the project's commands. `make main` and `make test` are the README's two commands.
+.PHONY: setup build main demo bench bench-quick test test-python test-cpp test-checks \
+        conformance conformance-update sanitize clean
+
+PY := .venv/bin/python
+JOBS ?= 2
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+
+# The main job: an example asyncio program on PyLoop, then the side-by-side benchmark table.
+main: setup
+	$(PY) examples/hello_pyloop.py
+	$(PY) benchmarks/run.py
+
+demo: setup
+	$(PY) examples/hello_pyloop.py
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+bench-quick: setup
+	$(PY) benchmarks/run.py --quick
+
+# Every test: the C++ core (GoogleTest), the behaviour suite on asyncio and PyLoop, the
+# structural and leak checks, and CPython's asyncio suite on PyLoop against its expectations.
+test: setup test-cpp test-python test-checks conformance
+
+test-cpp:
+	cmake -S . -B build/cpp -G Ninja -DPYLOOP_BUILD_EXTENSION=OFF -DPYLOOP_BUILD_TESTS=ON \
+	      -DPYLOOP_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build/cpp -j $(JOBS)
+	cd build/cpp && ctest --output-on-failure -j $(JOBS)
+
+test-python:
+	$(PY) -m pytest tests/python -q -p no:cacheprovider
+
+test-checks:
+	$(PY) -m pytest tests/checks -q -p no:cacheprovider
+
+conformance:
+	$(PY) tests/conformance/run.py --loop both -j $(JOBS)
+
+conformance-update:
+	$(PY) tests/conformance/run.py --loop both -j $(JOBS) --update-expectations
+
+# The Python suite against an AddressSanitizer + UBSan build of the extension.
+sanitize: setup
+	bash scripts/sanitize.sh
+
+clean:
+	rm -rf build

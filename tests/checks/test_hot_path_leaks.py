@@ -1,0 +1,127 @@
+"""tests/checks/test_hot_path_leaks.py — a million hot-path round trips leave memory flat.
+
+Each scenario runs a warm-up batch, then measures the number of live GC-tracked objects and
+the process RSS, runs the full million, and measures again. A leaked reference per call
+would show as a million extra objects (or tens of MB of RSS); the bounds are far below that
+and far above allocator noise.
+"""
+
+import asyncio
+import gc
+import os
+
+import pytest
+
+import data_bridge.pyloop as pyloop
+
+ROUND_TRIPS = 1_000_000
+BATCH = 1_000  # callbacks per loop iteration batch
+MAX_OBJECT_GROWTH = 1_000
+MAX_RSS_GROWTH = 8 * 1024 * 1024
+
+
+def rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def call_soon_round_trips(loop, n):
+    done = 0
+
+    def tick(value):
+        nonlocal done
+        done += 1
+
+    for start in range(0, n, BATCH):
+        for i in range(BATCH):
+            loop.call_soon(tick, i)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+    assert done == n
+
+
+def call_later_round_trips(loop, n):
+    fired = 0
+
+    def tick():
+        nonlocal fired
+        fired += 1
+
+    for start in range(0, n, BATCH):
+        handles = [loop.call_later(0, tick) for _ in range(BATCH)]
+        # Cancel a tenth: cancelled timers must be released too.
+        for h in handles[::10]:
+            h.cancel()
+        loop.call_later(0, loop.stop)
+        loop.run_forever()
+    assert fired == n - n // 10
+
+
+def future_round_trips(loop, n):
+    async def main():
+        for i in range(n):
+            fut = loop.create_future()
+            loop.call_soon(fut.set_result, i)
+            assert await fut == i
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc for RSS")
+@pytest.mark.parametrize("scenario", [call_soon_round_trips, call_later_round_trips, future_round_trips])
+def test_hot_path_leaves_objects_and_rss_flat(scenario):
+    loop = pyloop.new_event_loop()
+    try:
+        scenario(loop, 20_000)  # warm up free lists, allocator arenas, caches
+        gc.collect()
+        objects_before = len(gc.get_objects())
+        rss_before = rss_bytes()
+        scenario(loop, ROUND_TRIPS)
+        gc.collect()
+        objects_after = len(gc.get_objects())
+        rss_after = rss_bytes()
+    finally:
+        loop.close()
+    assert objects_after - objects_before < MAX_OBJECT_GROWTH, (objects_before, objects_after)
+    if os.environ.get("PYLOOP_SANITIZER_BUILD") != "1":
+        # ASan's quarantine holds freed memory back on purpose: RSS says nothing there.
+        assert rss_after - rss_before < MAX_RSS_GROWTH, (rss_before, rss_after)
+
+
+def test_closing_a_loop_releases_queued_callbacks():
+    """Queued handles hold their callbacks; close() must drop them all."""
+    import weakref
+
+    class Token:
+        def __call__(self):
+            pass
+
+    loop = pyloop.new_event_loop()
+    tokens = [Token() for _ in range(100)]
+    refs = [weakref.ref(t) for t in tokens]
+    for t in tokens[:50]:
+        loop.call_soon(t)
+    for t in tokens[50:]:
+        loop.call_later(3600, t)
+    del tokens, t
+    gc.collect()
+    assert all(r() is not None for r in refs)
+    loop.close()
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+def test_unreferenced_loop_with_queued_cycle_is_collected():
+    """A loop whose queue holds a callback referring back to the loop is still collectable
+    (the loop's tp_traverse visits queued handles)."""
+    import warnings
+    import weakref
+
+    loop = pyloop.new_event_loop()
+    loop.call_later(3600, loop.stop)  # handle -> bound method -> loop -> queue -> handle
+    ref = weakref.ref(loop)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # unclosed loop warning from __del__
+        del loop
+        gc.collect()
+    assert ref() is None
