@@ -64,7 +64,7 @@ handle_object* make_handle(PyTypeObject* type, PyObject* loop, PyObject* callbac
   h->args = std::move(arg_tuple);
   h->context = std::move(captured);
   h->is_timer = type == state().timer_handle_type;
-  PyObject_GC_Track(h);
+  // Not tracked by the garbage collector yet: see release_from_queue().
 
   if (as_loop(loop)->debug) {
     // Debug mode records where the handle was created, as asyncio's Handle.__init__ does.
@@ -276,10 +276,23 @@ PyType_Spec handle_spec = {"data_bridge.pyloop._pyloop.Handle", sizeof(handle_ob
 PyType_Spec timer_spec = {"data_bridge.pyloop._pyloop.TimerHandle", sizeof(handle_object), 0,
                           handle_flags, timer_slots};
 
+// Handles are born untracked by the garbage collector and stay so while a queue owns them.
+// A queued handle is alive by definition (the loop will run or discard it), and the loop's
+// tp_traverse reports the edges through it, so tracking it would only make every young
+// collection traverse every queued handle: in a call_soon fan-out that was half the run time
+// (docs/architecture.md, "Handles and the garbage collector"). When the queue lets go of a
+// handle that someone else still holds, it starts being tracked like any other object, so
+// cycles through it (obj -> handle -> bound method -> obj) stay collectable.
+nb::object release_from_queue(void* payload) noexcept {
+  PyObject* self = static_cast<PyObject*>(payload);
+  if (Py_REFCNT(self) > 1 && !PyObject_GC_IsTracked(self)) PyObject_GC_Track(self);
+  return nb::steal(self);
+}
+
 // callback_ops for queued handles. Each entry owns one reference to its handle.
 callback_status invoke_queued(void* payload) noexcept {
   handle_object* h = as_handle(payload);
-  nb::object owned = nb::steal(reinterpret_cast<PyObject*>(h));
+  nb::object owned = release_from_queue(payload);
   if (h->cancelled) return callback_status::done;
   loop_object* loop = as_loop(h->loop.ptr());
   if (!loop->debug) return run_handle(h);
@@ -297,7 +310,7 @@ callback_status invoke_queued(void* payload) noexcept {
 void discard_queued(void* payload) noexcept {
   handle_object* h = as_handle(payload);
   h->scheduled = false;
-  nb::object owned = nb::steal(reinterpret_cast<PyObject*>(h));
+  nb::object owned = release_from_queue(payload);
 }
 
 bool queued_cancelled(const void* payload) noexcept {
@@ -322,6 +335,22 @@ handle_object* new_timer_handle(double when, PyObject* loop, PyObject* callback,
   handle_object* h = make_handle(state().timer_handle_type, loop, callback, args, nargs, context);
   if (h != nullptr) h->when = when;
   return h;
+}
+
+int traverse_queued_handle(void* payload, visitproc visit, void* arg) {
+  PyObject* self = static_cast<PyObject*>(payload);
+  if (PyObject_GC_IsTracked(self)) {
+    Py_VISIT(self);
+    return 0;
+  }
+  handle_object* h = as_handle(payload);
+  if (Py_REFCNT(self) == 1) {
+    // The queue is the only owner, so the handle's references are, in effect, the loop's.
+    return handle_traverse(self, visit, arg);
+  }
+  // Held elsewhere too: only the reference back to the loop can be attributed to the loop.
+  Py_VISIT(h->loop.ptr());
+  return 0;
 }
 
 callback_status run_handle(handle_object* h) noexcept {

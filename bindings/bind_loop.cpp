@@ -381,7 +381,7 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
   int result = 0;
   loop->driver->for_each_queued([&](const callback& cb) {
     if (result == 0 && (cb.ops == &handle_callback_ops || cb.ops == &timer_callback_ops)) {
-      result = visit(static_cast<PyObject*>(cb.payload), arg);
+      result = traverse_queued_handle(cb.payload, visit, arg);
     }
   });
   return result;

@@ -15,7 +15,7 @@ struct handle_object;
 // steady state then neither allocates nor counts toward the garbage collector's threshold.
 // Thread safety: GIL held.
 struct handle_freelist {
-  static constexpr int capacity = 256;
+  static constexpr int capacity = 2048;
   handle_object* items[capacity];  // untracked, field-cleared handle memory
   int count = 0;                   // entries in use
 };

@@ -125,3 +125,67 @@ def test_unreferenced_loop_with_queued_cycle_is_collected():
         del loop
         gc.collect()
     assert ref() is None
+
+
+class _HoldsItsHandle:
+    """obj -> handle -> bound method -> obj: the cycle asyncio.timeout() and many protocols make."""
+
+    def __init__(self, schedule):
+        self.handle = schedule(self.fire)
+        self.fired = False
+
+    def fire(self):
+        self.fired = True
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["call_soon_then_run", "call_later_then_run", "call_soon_then_close", "call_later_then_close"],
+)
+def test_cycle_through_a_handle_is_collected(how):
+    """Queued handles are not GC-tracked; once the queue lets go of one that is still held,
+    cycles through it must be collectable again."""
+    import weakref
+
+    loop = pyloop.new_event_loop()
+    try:
+        if how.startswith("call_soon"):
+            holder = _HoldsItsHandle(loop.call_soon)
+        else:
+            holder = _HoldsItsHandle(lambda cb: loop.call_later(0, cb))
+        ref = weakref.ref(holder)
+        if how.endswith("run"):
+            loop.call_later(0.001, loop.stop)
+            loop.run_forever()
+            assert holder.fired
+        else:
+            loop.close()
+            assert not holder.fired
+        del holder
+        gc.collect()
+        assert ref() is None
+    finally:
+        loop.close()
+
+
+def test_garbage_loop_with_a_queued_self_cycle_collects_its_callbacks():
+    """A loop dropped without close() whose queued callback refers back to an object
+    holding the loop is reclaimed by the collector, callbacks included."""
+    import warnings
+    import weakref
+
+    class Owner:
+        def tick(self):
+            pass
+
+    loop = pyloop.new_event_loop()
+    owner = Owner()
+    owner.loop = loop
+    loop.call_soon(owner.tick)
+    loop.call_later(3600, owner.tick)
+    refs = [weakref.ref(loop), weakref.ref(owner)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        del loop, owner
+        gc.collect()
+    assert [r() for r in refs] == [None, None]
