@@ -730,6 +730,18 @@ def main(argv=None):
               f'{len(updated)} total')
         return 0
 
+    # A closing line in the form CI tools read: on the loop under test, tests that pass,
+    # tests that fail against expectations (new failures plus stale entries), tests skipped
+    # or expected to fail.
+    under_test = 'pyloop' if 'pyloop' in sides else sides[0]
+    passed = skipped = 0
+    for (m, s), r in results.items():
+        if s == under_test:
+            c = counts(r.tests)
+            passed += c['passed']
+            skipped += c['skipped']
+    print(f'conformance: {passed} passed, {len(new) + len(stale)} failed, '
+          f'{skipped + sum(v in ("expected", "flaky") for v in all_verdicts.values())} skipped')
     if new or stale:
         return 1
     return 0
