@@ -25,8 +25,9 @@ bench-quick: setup
 	$(PY) benchmarks/run.py --quick
 
 # Every test: the C++ core (GoogleTest), the behaviour suite on asyncio and PyLoop, the
-# structural and leak checks, and CPython's asyncio suite on PyLoop against its expectations.
-test: setup test-cpp test-python test-checks conformance
+# structural and leak checks, CPython's asyncio suite on PyLoop against its expectations, and
+# the Python suites again against an ASan + UBSan build.
+test: setup test-cpp test-python test-checks conformance sanitize
 
 test-cpp:
 	cmake -S . -B build/cpp -G Ninja -DPYLOOP_BUILD_EXTENSION=OFF -DPYLOOP_BUILD_TESTS=ON \
