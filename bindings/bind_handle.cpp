@@ -319,11 +319,15 @@ bool queued_cancelled(const void* payload) noexcept {
 
 void timer_unscheduled(void* payload) noexcept { as_handle(payload)->scheduled = false; }
 
+// Readiness callbacks run the same handle many times; each run consumes a retained reference.
+void retain_queued(void* payload) noexcept { nb::handle(static_cast<PyObject*>(payload)).inc_ref(); }
+
 }  // namespace
 
-const callback_ops handle_callback_ops = {invoke_queued, discard_queued, queued_cancelled, nullptr};
+const callback_ops handle_callback_ops = {invoke_queued, discard_queued, queued_cancelled, nullptr,
+                                          retain_queued};
 const callback_ops timer_callback_ops = {invoke_queued, discard_queued, queued_cancelled,
-                                         timer_unscheduled};
+                                         timer_unscheduled, retain_queued};
 
 handle_object* new_handle(PyObject* loop, PyObject* callback, PyObject* const* args,
                           Py_ssize_t nargs, PyObject* context) {

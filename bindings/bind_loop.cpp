@@ -9,6 +9,7 @@
 #include "loop_object.hpp"
 
 #include <cerrno>
+#include <climits>
 #include <new>
 #include <string_view>
 
@@ -280,6 +281,86 @@ PyObject* loop_native_stats(PyObject* self, PyObject*) {
                        static_cast<Py_ssize_t>(d->cancelled_timer_count()));
 }
 
+bool as_descriptor(PyObject* value, int& fd) {
+  long v = PyLong_AsLong(value);
+  if (v == -1 && PyErr_Occurred()) return false;
+  if (v < 0 || v > INT_MAX) {
+    PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", v);
+    return false;
+  }
+  fd = static_cast<int>(v);
+  return true;
+}
+
+// _add_reader(fd, callback, *args) / _add_writer(...): installs a readiness callback on an
+// integer descriptor (PyLoop.add_reader validates and converts first). A callback already
+// installed for that descriptor and direction is cancelled, as asyncio does. Returns the
+// new handle.
+PyObject* add_watch(PyObject* self, PyObject* const* args, size_t nargsf, io_watch::direction d,
+                    const char* method) {
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (nargs < 2) return missing_argument(method, nargs == 0 ? "fd" : "callback");
+  loop_object* loop = as_loop(self);
+  if (!check_open(loop)) return nullptr;
+  int fd;
+  if (!as_descriptor(args[0], fd)) return nullptr;
+  handle_object* h = new_handle(self, args[1], args + 2, nargs - 2, nullptr);
+  if (h == nullptr) return nullptr;
+  nb::object result = nb::steal(reinterpret_cast<PyObject*>(h));
+  callback replaced;
+  std::error_code ec = loop->driver->watch(
+      fd, d, callback{&handle_callback_ops, Py_NewRef(reinterpret_cast<PyObject*>(h))}, replaced);
+  if (ec) {
+    nb::object rejected = nb::steal(reinterpret_cast<PyObject*>(h));  // the watch's reference
+    errno = ec.value();
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  if (replaced.ops != nullptr) {
+    nb::object old = nb::steal(static_cast<PyObject*>(replaced.payload));
+    nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
+    if (!done.is_valid()) return nullptr;
+  }
+  return result.release().ptr();
+}
+
+// _remove_reader(fd) / _remove_writer(fd): True if a callback was installed; it is cancelled.
+PyObject* remove_watch(PyObject* self, PyObject* fd_object, io_watch::direction d) {
+  loop_object* loop = as_loop(self);
+  int fd;
+  if (!as_descriptor(fd_object, fd)) return nullptr;
+  if (loop->closed) Py_RETURN_FALSE;
+  callback removed = loop->driver->unwatch(fd, d);
+  if (removed.ops == nullptr) Py_RETURN_FALSE;
+  nb::object old = nb::steal(static_cast<PyObject*>(removed.payload));
+  nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
+  if (!done.is_valid()) return nullptr;
+  Py_RETURN_TRUE;
+}
+
+PyObject* loop_add_reader(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
+    PyErr_SetString(PyExc_TypeError, "_add_reader() takes no keyword arguments");
+    return nullptr;
+  }
+  return add_watch(self, args, nargsf, io_watch::direction::read, "_add_reader");
+}
+
+PyObject* loop_add_writer(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
+    PyErr_SetString(PyExc_TypeError, "_add_writer() takes no keyword arguments");
+    return nullptr;
+  }
+  return add_watch(self, args, nargsf, io_watch::direction::write, "_add_writer");
+}
+
+PyObject* loop_remove_reader(PyObject* self, PyObject* fd) {
+  return remove_watch(self, fd, io_watch::direction::read);
+}
+
+PyObject* loop_remove_writer(PyObject* self, PyObject* fd) {
+  return remove_watch(self, fd, io_watch::direction::write);
+}
+
 PyObject* get_debug_flag(PyObject* self, void*) { return PyBool_FromLong(as_loop(self)->debug); }
 
 int set_debug_flag(PyObject* self, PyObject* value, void*) {
@@ -430,6 +511,12 @@ PyMethodDef loop_methods[] = {
     {"_close_native", loop_close_native, METH_NOARGS, "Mark the loop closed and drop queued callbacks."},
     {"_signal_wakeup_fd", loop_signal_wakeup_fd, METH_NOARGS,
      "Write end of the pipe that ends a blocked wait (for signal.set_wakeup_fd)."},
+    {"_add_reader", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_add_reader)), fastcall_kw,
+     "_add_reader(fd, callback, *args)\n--\n\nInstall a readiness callback on an integer descriptor."},
+    {"_add_writer", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_add_writer)), fastcall_kw,
+     "_add_writer(fd, callback, *args)\n--\n\nInstall a writability callback on an integer descriptor."},
+    {"_remove_reader", loop_remove_reader, METH_O, "Remove the readiness callback of a descriptor."},
+    {"_remove_writer", loop_remove_writer, METH_O, "Remove the writability callback of a descriptor."},
     {"_native_stats", loop_native_stats, METH_NOARGS, "Queue sizes, for tests and diagnostics."},
     {nullptr, nullptr, 0, nullptr},
 };

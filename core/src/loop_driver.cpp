@@ -53,12 +53,16 @@ int loop_driver::interrupt_fd(std::error_code& ec) {
 
 bool loop_driver::wait(double timeout_seconds) {
   if (hooks_.before_wait) hooks_.before_wait(hooks_.data);
+  std::size_t handled;
   if (timeout_seconds < 0) {
-    io_.run_one();
+    handled = io_.run_one();
   } else {
-    io_.run_one_for(std::chrono::duration_cast<std::chrono::nanoseconds>(
+    handled = io_.run_one_for(std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::duration<double>(timeout_seconds)));
   }
+  // run_one returns after the first completion: take every other one already available,
+  // so all descriptors ready now are dispatched this iteration, as a selector reports them.
+  if (handled > 0 && io_sources_ > 0) io_.poll();
   return hooks_.after_wait == nullptr || hooks_.after_wait(hooks_.data);
 }
 
@@ -116,9 +120,54 @@ run_status loop_driver::run_until_stopped() {
 }
 
 void loop_driver::clear() {
+  for (auto& [fd, w] : watches_) {
+    w->detach();
+    remove_io_source();
+  }
+  watches_.clear();
   ready_.clear();
   timers_.clear();
   incoming_.clear();
+  // Complete the waits that detaching aborted, so the watches free themselves now.
+  io_.poll();
+}
+
+std::error_code loop_driver::watch(int fd, io_watch::direction d, callback cb,
+                                   callback& replaced) {
+  replaced = callback{nullptr, nullptr};
+  auto found = watches_.find(fd);
+  io_watch* w;
+  if (found != watches_.end()) {
+    w = found->second;
+  } else {
+    w = new io_watch(io_, ready_, fd);
+    if (std::error_code ec = w->open()) {
+      w->detach();
+      return ec;
+    }
+    watches_.emplace(fd, w);
+    add_io_source();
+  }
+  replaced = w->install(d, cb);
+  return {};
+}
+
+callback loop_driver::unwatch(int fd, io_watch::direction d) {
+  auto found = watches_.find(fd);
+  if (found == watches_.end()) return callback{nullptr, nullptr};
+  io_watch* w = found->second;
+  callback removed = w->remove(d);
+  if (w->idle()) {
+    watches_.erase(found);
+    w->detach();
+    remove_io_source();
+  }
+  return removed;
+}
+
+bool loop_driver::watching(int fd, io_watch::direction d) const {
+  auto found = watches_.find(fd);
+  return found != watches_.end() && found->second->has(d);
 }
 
 }  // namespace pyloop

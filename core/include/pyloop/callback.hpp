@@ -23,6 +23,10 @@ struct callback_ops {
   // Called when a timer leaves the heap for the ready queue, so the payload can stop counting
   // itself as scheduled (a later cancel must not be counted against the heap). May be null.
   void (*unscheduled)(void* payload) noexcept;
+  // Takes one more reference to the payload, for callbacks that stay installed and run many
+  // times (readiness callbacks): each run is an invoke() of a retained reference. Called only
+  // where invoke() may be (the loop's thread, in the callback phase). May be null.
+  void (*retain)(void* payload) noexcept;
 };
 
 // One queued unit of work: a payload and the table that knows what it is.

@@ -16,12 +16,15 @@
 
 #include <atomic>
 #include <cstddef>
+#include <system_error>
+#include <unordered_map>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 
 #include "pyloop/callback.hpp"
 #include "pyloop/interrupt_pipe.hpp"
+#include "pyloop/io_watch.hpp"
 #include "pyloop/ready_queue.hpp"
 #include "pyloop/threadsafe_queue.hpp"
 #include "pyloop/timer_heap.hpp"
@@ -80,6 +83,14 @@ class loop_driver {
   // created on first call. Returns -1 and sets ec if it cannot be created.
   int interrupt_fd(std::error_code& ec);
 
+  // Readiness callbacks (asyncio's add_reader/add_writer). watch() installs cb for fd and
+  // direction and hands back the callback it replaced (ops null if none) for the caller to
+  // dispose of; unwatch() hands back the removed one. A descriptor with no callback left is
+  // released from the reactor.
+  std::error_code watch(int fd, io_watch::direction d, callback cb, callback& replaced);
+  callback unwatch(int fd, io_watch::direction d);
+  bool watching(int fd, io_watch::direction d) const;
+
   // I/O sources registered with the reactor. While there are none, an iteration with ready
   // callbacks skips the reactor poll entirely: nothing but the wakeup could be reported.
   void add_io_source() noexcept { ++io_sources_; }
@@ -113,6 +124,7 @@ class loop_driver {
   wait_hooks hooks_;                      // run around the blocking wait
   interrupt_pipe interrupt_{io_};         // signal wakeups; unopened until asked for
   std::size_t io_sources_ = 0;            // registered I/O sources (see add_io_source)
+  std::unordered_map<int, io_watch*> watches_;  // readiness callbacks by descriptor
   bool stopping_ = false;                 // stop() called; honoured after this iteration
 };
 

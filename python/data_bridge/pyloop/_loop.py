@@ -23,6 +23,7 @@ import weakref
 from asyncio import events, futures, tasks
 
 from . import _glue
+from ._sockets import SocketMethods
 from ._pyloop import Loop as _NativeLoop
 from ._pyloop import _install_glue
 
@@ -64,7 +65,7 @@ def _describe_handle(handle) -> str:
     return str(handle)
 
 
-class PyLoop(_NativeLoop, asyncio.AbstractEventLoop):
+class PyLoop(_NativeLoop, SocketMethods, asyncio.AbstractEventLoop):
     """An asyncio event loop running on the data_bridge.pyloop C++ engine."""
 
     def __init__(self) -> None:
@@ -79,6 +80,7 @@ class PyLoop(_NativeLoop, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_saved_depth = None
         # In debug mode a callback running longer than this (seconds) is logged.
         self.slow_callback_duration = 0.1
+        self._init_sockets()
         self.set_debug(_debug_mode_from_environment())
 
     def __repr__(self) -> str:
@@ -445,9 +447,6 @@ def _set_exception_unless_done(fut, exc) -> None:
 # not implemented yet. Each raises NotImplementedError naming itself; coroutine methods stay
 # coroutines, so the error surfaces where asyncio's own errors would (at await).
 NOT_YET_IMPLEMENTED = (
-    "add_reader", "remove_reader", "add_writer", "remove_writer",
-    "sock_recv", "sock_recv_into", "sock_recvfrom", "sock_recvfrom_into",
-    "sock_sendall", "sock_sendto", "sock_connect", "sock_accept", "sock_sendfile",
     "create_connection", "create_server", "sendfile", "start_tls",
     "create_unix_connection", "create_unix_server", "connect_accepted_socket",
     "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
@@ -470,6 +469,6 @@ def _not_implemented(name: str):
 
 
 for _name in NOT_YET_IMPLEMENTED:
-    if _name not in PyLoop.__dict__:
+    if not any(_name in vars(base) for base in PyLoop.__mro__ if base is not asyncio.AbstractEventLoop):
         setattr(PyLoop, _name, _not_implemented(_name))
 del _name
