@@ -132,7 +132,7 @@ PyObject* handle_cancel(PyObject* self, PyObject*) {
   if (h->cancelled) Py_RETURN_NONE;
   h->cancelled = true;
   loop_object* loop = as_loop(h->loop.ptr());
-  if (h->is_timer && h->scheduled) loop->driver->timer_cancelled();
+  if (h->is_timer && h->scheduled && loop->driver != nullptr) loop->driver->timer_cancelled();
   if (loop->debug) {
     // Keep the repr with the callback in it: the callback is released just below.
     nb::object saved = nb::steal(PyObject_Repr(self));

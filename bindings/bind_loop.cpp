@@ -79,7 +79,7 @@ bool parse_call(const char* method, const char* leading_name, PyObject* const* a
 }
 
 bool check_open(loop_object* loop) {
-  if (!loop->closed) return true;
+  if (!loop->closed && loop->driver != nullptr) return true;
   PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
   return false;
 }
@@ -105,6 +105,10 @@ PyObject* schedule_soon(PyObject* self, const parsed_call& call, bool threadsafe
   loop_object* loop = as_loop(self);
   handle_object* h = new_handle(self, call.callback, call.args, call.nargs, call.context);
   if (h == nullptr) return nullptr;
+  if (!check_open(loop)) {  // closed by code that ran while the handle was made
+    nb::object discarded = nb::steal(reinterpret_cast<PyObject*>(h));
+    return nullptr;
+  }
   // The queue's reference; the caller gets the one new_handle returned.
   callback cb{&handle_callback_ops, Py_NewRef(reinterpret_cast<PyObject*>(h))};
   // From the loop's own thread, or while no thread runs the loop (run_forever sets and
@@ -145,6 +149,10 @@ PyObject* schedule_at(PyObject* self, double when, const parsed_call& call) {
   if (loop->debug && !debug_checks(self, call.callback, "call_at", true)) return nullptr;
   handle_object* h = new_timer_handle(when, self, call.callback, call.args, call.nargs, call.context);
   if (h == nullptr) return nullptr;
+  if (!check_open(loop)) {  // closed by code that ran while the handle was made
+    nb::object discarded = nb::steal(reinterpret_cast<PyObject*>(h));
+    return nullptr;
+  }
   h->scheduled = true;
   loop->driver->call_at(when, callback{&timer_callback_ops, Py_NewRef(reinterpret_cast<PyObject*>(h))});
   return reinterpret_cast<PyObject*>(h);
@@ -207,7 +215,8 @@ PyObject* loop_is_running(PyObject* self, PyObject*) {
 }
 
 PyObject* loop_stop(PyObject* self, PyObject*) {
-  as_loop(self)->driver->stop();
+  loop_object* loop = as_loop(self);
+  if (loop->driver != nullptr) loop->driver->stop();
   Py_RETURN_NONE;
 }
 
@@ -262,20 +271,29 @@ PyObject* loop_create_task(PyObject* self, PyObject* const* args, size_t nargsf,
 
 PyObject* loop_run_forever_native(PyObject* self, PyObject*) {
   loop_object* loop = as_loop(self);
+  if (!check_open(loop)) return nullptr;
   nb::object keep_alive = nb::borrow(self);
   if (loop->driver->run_until_stopped() == run_status::aborted) return nullptr;
   Py_RETURN_NONE;
 }
 
+// Closing releases everything the engine holds, descriptors included (the reactor's epoll,
+// eventfd and timerfd, the signal pipe), as asyncio's close() closes its selector: after it
+// `driver` is null, and every method checks `closed` (or the null) before using it.
 PyObject* loop_close_native(PyObject* self, PyObject*) {
   loop_object* loop = as_loop(self);
   loop->closed = true;
-  loop->driver->clear();
+  if (loop->driver != nullptr) {
+    loop->driver->clear();
+    delete loop->driver;
+    loop->driver = nullptr;
+  }
   Py_RETURN_NONE;
 }
 
 PyObject* loop_native_stats(PyObject* self, PyObject*) {
   loop_driver* d = as_loop(self)->driver;
+  if (d == nullptr) return Py_BuildValue("{s:i,s:i,s:i}", "ready", 0, "timers", 0, "cancelled_timers", 0);
   return Py_BuildValue("{s:n,s:n,s:n}", "ready", static_cast<Py_ssize_t>(d->ready_count()),
                        "timers", static_cast<Py_ssize_t>(d->timer_count()), "cancelled_timers",
                        static_cast<Py_ssize_t>(d->cancelled_timer_count()));
@@ -307,6 +325,7 @@ PyObject* add_watch(PyObject* self, PyObject* const* args, size_t nargsf, io_wat
   handle_object* h = new_handle(self, args[1], args + 2, nargs - 2, nullptr);
   if (h == nullptr) return nullptr;
   nb::object result = nb::steal(reinterpret_cast<PyObject*>(h));
+  if (!check_open(loop)) return nullptr;
   callback replaced;
   std::error_code ec = loop->driver->watch(
       fd, d, callback{&handle_callback_ops, Py_NewRef(reinterpret_cast<PyObject*>(h))}, replaced);
@@ -397,7 +416,8 @@ int set_thread_id(PyObject* self, PyObject* value, void*) {
 PyObject* get_closed(PyObject* self, void*) { return PyBool_FromLong(as_loop(self)->closed); }
 
 PyObject* get_stopping(PyObject* self, void*) {
-  return PyBool_FromLong(as_loop(self)->driver->stopping());
+  loop_driver* d = as_loop(self)->driver;
+  return PyBool_FromLong(d != nullptr && d->stopping());
 }
 
 PyObject* get_task_factory_field(PyObject* self, void*) {
@@ -431,6 +451,7 @@ bool retake_gil(void* data) noexcept {
 }
 
 PyObject* loop_signal_wakeup_fd(PyObject* self, PyObject*) {
+  if (!check_open(as_loop(self))) return nullptr;
   std::error_code ec;
   int fd = as_loop(self)->driver->interrupt_fd(ec);
   if (fd < 0) {

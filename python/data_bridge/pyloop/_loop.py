@@ -23,6 +23,7 @@ import weakref
 from asyncio import events, futures, tasks
 
 from . import _glue
+from ._network import NetworkMethods
 from ._sockets import SocketMethods
 from ._pyloop import Loop as _NativeLoop
 from ._pyloop import _install_glue
@@ -65,7 +66,7 @@ def _describe_handle(handle) -> str:
     return str(handle)
 
 
-class PyLoop(_NativeLoop, SocketMethods, asyncio.AbstractEventLoop):
+class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, asyncio.AbstractEventLoop):
     """An asyncio event loop running on the data_bridge.pyloop C++ engine."""
 
     def __init__(self) -> None:
@@ -447,8 +448,6 @@ def _set_exception_unless_done(fut, exc) -> None:
 # not implemented yet. Each raises NotImplementedError naming itself; coroutine methods stay
 # coroutines, so the error surfaces where asyncio's own errors would (at await).
 NOT_YET_IMPLEMENTED = (
-    "create_connection", "create_server", "sendfile", "start_tls",
-    "create_unix_connection", "create_unix_server", "connect_accepted_socket",
     "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
     "subprocess_shell", "subprocess_exec", "add_signal_handler", "remove_signal_handler",
 )
