@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include <pythread.h>
+#include <sys/socket.h>
 
 #include "handle_object.hpp"
 #include "module_state.hpp"
@@ -380,6 +381,27 @@ PyObject* loop_remove_writer(PyObject* self, PyObject* fd) {
   return remove_watch(self, fd, io_watch::direction::write);
 }
 
+// _recv(fd) -> bytes: one recv() into the loop's receive buffer, returned as bytes of the
+// size received (b"" at end of stream). A fresh bytes object of 256 KiB per read, as
+// socket.recv(256 KiB) makes, goes through mmap/munmap and page faults on every call; this
+// reads into memory that stays mapped and copies only what arrived. Errors raise the OSError
+// subclass of errno (BlockingIOError when nothing is there), as socket.recv does.
+PyObject* loop_recv(PyObject* self, PyObject* fd_object) {
+  loop_object* loop = as_loop(self);
+  int fd;
+  if (!as_descriptor(fd_object, fd)) return nullptr;
+  if (loop->read_buffer == nullptr) {
+    loop->read_buffer = static_cast<char*>(PyMem_RawMalloc(read_buffer_size));
+    if (loop->read_buffer == nullptr) return PyErr_NoMemory();
+  }
+  ssize_t received;
+  do {
+    received = ::recv(fd, loop->read_buffer, read_buffer_size, 0);
+  } while (received < 0 && errno == EINTR);
+  if (received < 0) return PyErr_SetFromErrno(PyExc_OSError);
+  return PyBytes_FromStringAndSize(loop->read_buffer, received);
+}
+
 PyObject* get_debug_flag(PyObject* self, void*) { return PyBool_FromLong(as_loop(self)->debug); }
 
 int set_debug_flag(PyObject* self, PyObject* value, void*) {
@@ -503,6 +525,8 @@ void loop_dealloc(PyObject* self) {
   delete loop->driver;
   loop->driver = nullptr;
   loop->task_factory.~object();
+  PyMem_RawFree(loop->read_buffer);
+  loop->read_buffer = nullptr;
   PyTypeObject* type = Py_TYPE(self);
   type->tp_free(self);
   Py_DECREF(type);
@@ -538,6 +562,7 @@ PyMethodDef loop_methods[] = {
      "_add_writer(fd, callback, *args)\n--\n\nInstall a writability callback on an integer descriptor."},
     {"_remove_reader", loop_remove_reader, METH_O, "Remove the readiness callback of a descriptor."},
     {"_remove_writer", loop_remove_writer, METH_O, "Remove the writability callback of a descriptor."},
+    {"_recv", loop_recv, METH_O, "_recv(fd) -> bytes: one recv() through the loop's receive buffer."},
     {"_native_stats", loop_native_stats, METH_NOARGS, "Queue sizes, for tests and diagnostics."},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -22,7 +22,11 @@ struct loop_object {
   bool debug;                     // asyncio debug mode
   bool closed;                    // close() has run
   nanobind::object task_factory;  // set_task_factory()'s callable; empty for asyncio.Task
+  char* read_buffer;              // transports' receive buffer (read_buffer_size bytes), lazy
 };
+
+// Size of the per-loop receive buffer: the most one transport read takes (asyncio's 256 KiB).
+inline constexpr Py_ssize_t read_buffer_size = 256 * 1024;
 
 inline loop_object* as_loop(PyObject* o) noexcept { return reinterpret_cast<loop_object*>(o); }
 

@@ -17,9 +17,6 @@ from asyncio import base_events, constants, futures, protocols, transports, trso
 
 logger = logging.getLogger("asyncio")
 
-# Read size per recv(), as asyncio's selector transport uses.
-_MAX_READ = 256 * 1024
-
 # Python 3.13's Server tracks its client transports (close_clients/abort_clients).
 _SERVER_TRACKS_TRANSPORTS = len(inspect.signature(base_events.Server._attach).parameters) > 1
 
@@ -54,6 +51,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         self._sock = sock
         self._sock_fd = sock.fileno()
         self._protocol_connected = False
+        self._reader_installed = False  # the loop has our read callback on the socket
         self.set_protocol(protocol)
         self._server = server
         self._buffer = bytearray()
@@ -97,13 +95,19 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     # -- protocol ------------------------------------------------------------------------
 
     def set_protocol(self, protocol) -> None:
-        self._read_ready = (
+        read_ready = (
             self._read_into_buffer
             if isinstance(protocol, protocols.BufferedProtocol)
             else self._read_data
         )
+        changed = getattr(self, "_read_ready", None) != read_ready
+        self._read_ready = read_ready
         self._protocol = protocol
         self._protocol_connected = True
+        # The reader is the bound read method itself (no trampoline on the hot path), so a
+        # protocol of the other kind needs the reader re-installed.
+        if changed and self._reader_installed:
+            self._loop._add_reader(self._sock_fd, self._read_ready)
 
     def get_protocol(self):
         return self._protocol
@@ -112,10 +116,15 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def _start_reading(self) -> None:
         if not self._closing and not self._paused:
-            self._loop._add_reader(self._sock_fd, self._on_readable)
+            self._install_reader()
 
-    def _on_readable(self) -> None:
-        self._read_ready()
+    def _install_reader(self) -> None:
+        self._reader_installed = True
+        self._loop._add_reader(self._sock_fd, self._read_ready)
+
+    def _remove_reader(self) -> None:
+        self._reader_installed = False
+        self._loop._remove_reader(self._sock_fd)
 
     def is_reading(self) -> bool:
         return not self._paused and not self._closing
@@ -124,7 +133,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._closing or self._paused:
             return
         self._paused = True
-        self._loop._remove_reader(self._sock_fd)
+        self._remove_reader()
         if self._loop.get_debug():
             logger.debug("%r pauses reading", self)
 
@@ -132,7 +141,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._closing or not self._paused:
             return
         self._paused = False
-        self._loop._add_reader(self._sock_fd, self._on_readable)
+        self._install_reader()
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
@@ -140,7 +149,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._conn_lost:
             return
         try:
-            data = self._sock.recv(_MAX_READ)
+            data = self._loop._recv(self._sock_fd)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -201,7 +210,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             return
         if keep_open:
             # Half-closed: stop reading, keep writing.
-            self._loop._remove_reader(self._sock_fd)
+            self._remove_reader()
         else:
             self.close()
 
@@ -295,7 +304,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._closing:
             return
         self._closing = True
-        self._loop._remove_reader(self._sock_fd)
+        self._remove_reader()
         if not self._buffer:
             self._conn_lost += 1
             self._loop._remove_writer(self._sock_fd)
@@ -329,7 +338,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             self._loop._remove_writer(self._sock_fd)
         if not self._closing:
             self._closing = True
-            self._loop._remove_reader(self._sock_fd)
+            self._remove_reader()
         self._conn_lost += 1
         self._loop.call_soon(self._call_connection_lost, exc)
 
