@@ -1,5 +1,5 @@
 # Makefile — the project's commands. `make main` and `make test` are the README's two commands.
-.PHONY: setup build main demo bench bench-quick test test-python test-cpp test-checks \
+.PHONY: setup build main demo bench bench-net bench-quick test test-python test-cpp test-checks \
         conformance conformance-update sanitize clean
 
 PY := .venv/bin/python
@@ -10,10 +10,12 @@ setup:
 
 build: setup
 
-# The main job: an example asyncio program on PyLoop, then the side-by-side benchmark table.
+# The main job: an example asyncio program on PyLoop, then the side-by-side benchmark tables
+# (the core loop, then networking: TCP echo and HTTP against the machine's C floor).
 main: setup
 	$(PY) examples/hello_pyloop.py
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/net/run.py
 
 demo: setup
 	$(PY) examples/hello_pyloop.py
@@ -21,8 +23,12 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/run.py
 
+bench-net: setup
+	$(PY) benchmarks/net/run.py
+
 bench-quick: setup
 	$(PY) benchmarks/run.py --quick
+	$(PY) benchmarks/net/run.py --quick
 
 # Every test: the C++ core (GoogleTest), the behaviour suite on asyncio and PyLoop, the
 # structural and leak checks, CPython's asyncio suite on PyLoop against its expectations, and

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(g++ make cmake ninja-build libasio-dev libgtest-dev)
+# wrk loads the HTTP benchmarks (benchmarks/net).
+APT_PACKAGES=(g++ make cmake ninja-build libasio-dev libgtest-dev wrk)
 
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -24,7 +25,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -r requirements-dev.txt
+.venv/bin/python -m pip install -q -r requirements-dev.txt -r benchmarks/net/requirements.txt
 
 echo "setup: building data_bridge.pyloop"
 .venv/bin/python -m pip install -q --no-build-isolation --no-deps .

@@ -82,6 +82,7 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, asyncio.AbstractEventLo
         # In debug mode a callback running longer than this (seconds) is logged.
         self.slow_callback_duration = 0.1
         self._init_sockets()
+        self._init_network()
         self.set_debug(_debug_mode_from_environment())
 
     def __repr__(self) -> str:

@@ -11,6 +11,8 @@ readiness, sock_* methods, and its own transport (docs/architecture.md, "Network
 
 from __future__ import annotations
 
+import logging
+import os
 from asyncio import base_events, selector_events, sslproto, unix_events
 
 from ._transport import SocketTransport
@@ -18,6 +20,8 @@ from ._transport import SocketTransport
 _BASE = base_events.BaseEventLoop
 _SELECTOR = selector_events.BaseSelectorEventLoop
 _UNIX = unix_events._UnixSelectorEventLoop
+
+logger = logging.getLogger("asyncio")
 
 
 class NetworkMethods:
@@ -37,7 +41,29 @@ class NetworkMethods:
     _start_serving = _SELECTOR._start_serving
     _accept_connection = _SELECTOR._accept_connection
     _accept_connection2 = _SELECTOR._accept_connection2
-    _stop_serving = _SELECTOR._stop_serving
+
+    def _init_network(self) -> None:
+        # Listening Unix sockets to unlink when their server closes (3.13's cleanup_socket):
+        # socket -> inode of the path it was bound to.
+        self._unix_server_sockets = {}
+
+    def _stop_serving(self, sock) -> None:
+        """Stop accepting on a listening socket and close it; a Unix socket created by
+        create_unix_server(cleanup_socket=True) also loses its path, if the path still
+        names the same socket."""
+        inode = self._unix_server_sockets.pop(sock, None)
+        path = sock.getsockname() if inode is not None else None
+        self._remove_reader(sock.fileno())
+        sock.close()
+        if path is None:
+            return
+        try:
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     # TLS over the stream transport, and sendfile.
     start_tls = _BASE.start_tls
