@@ -93,11 +93,11 @@ void handle_dealloc(PyObject* self) {
   if (h->weakrefs != nullptr) PyObject_ClearWeakRefs(self);
   clear_fields(h);
   PyTypeObject* type = Py_TYPE(self);
-  module_state& s = state();
-  handle_freelist& list = freelist_for(type);
-  const bool exact = type == s.handle_type || type == s.timer_handle_type;
-  if (exact && list.count < handle_freelist::capacity) {
-    list.items[list.count++] = h;
+  module_state* s = state_if_alive();  // null when the handle outlives the module
+  const bool exact = s != nullptr && (type == s->handle_type || type == s->timer_handle_type);
+  handle_freelist* list = exact ? &freelist_for(type) : nullptr;
+  if (list != nullptr && list->count < handle_freelist::capacity) {
+    list->items[list->count++] = h;
   } else {
     type->tp_free(self);
   }
@@ -124,7 +124,11 @@ int handle_clear(PyObject* self) {
 PyObject* handle_repr(PyObject* self) {
   handle_object* h = as_handle(self);
   if (h->repr.is_valid()) return Py_NewRef(h->repr.ptr());
-  return PyObject_CallOneArg(state().handle_repr.ptr(), self);
+  module_state* s = state_if_alive();
+  if (s == nullptr || !s->handle_repr.is_valid()) {
+    return PyUnicode_FromFormat("<%s object at %p>", Py_TYPE(self)->tp_name, self);
+  }
+  return PyObject_CallOneArg(s->handle_repr.ptr(), self);
 }
 
 PyObject* handle_cancel(PyObject* self, PyObject*) {
@@ -283,11 +287,15 @@ PyType_Spec timer_spec = {"data_bridge.pyloop._pyloop.TimerHandle", sizeof(handl
 // (docs/architecture.md, "Handles and the garbage collector"). When the queue lets go of a
 // handle that someone else still holds, it starts being tracked like any other object, so
 // cycles through it (obj -> handle -> bound method -> obj) stay collectable.
+}  // namespace
+
 nb::object release_from_queue(void* payload) noexcept {
   PyObject* self = static_cast<PyObject*>(payload);
   if (Py_REFCNT(self) > 1 && !PyObject_GC_IsTracked(self)) PyObject_GC_Track(self);
   return nb::steal(self);
 }
+
+namespace {
 
 // callback_ops for queued handles. Each entry owns one reference to its handle.
 callback_status invoke_queued(void* payload) noexcept {

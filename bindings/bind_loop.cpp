@@ -303,8 +303,12 @@ PyObject* loop_native_stats(PyObject* self, PyObject*) {
 bool as_descriptor(PyObject* value, int& fd) {
   long v = PyLong_AsLong(value);
   if (v == -1 && PyErr_Occurred()) return false;
-  if (v < 0 || v > INT_MAX) {
+  if (v < 0) {
     PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", v);
+    return false;
+  }
+  if (v > INT_MAX) {  // what epoll registration raises for it in asyncio
+    PyErr_SetString(PyExc_OverflowError, "file descriptor is greater than maximum");
     return false;
   }
   fd = static_cast<int>(v);
@@ -336,7 +340,7 @@ PyObject* add_watch(PyObject* self, PyObject* const* args, size_t nargsf, io_wat
     return PyErr_SetFromErrno(PyExc_OSError);
   }
   if (replaced.ops != nullptr) {
-    nb::object old = nb::steal(static_cast<PyObject*>(replaced.payload));
+    nb::object old = release_from_queue(replaced.payload);
     nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
     if (!done.is_valid()) return nullptr;
   }
@@ -347,11 +351,16 @@ PyObject* add_watch(PyObject* self, PyObject* const* args, size_t nargsf, io_wat
 PyObject* remove_watch(PyObject* self, PyObject* fd_object, io_watch::direction d) {
   loop_object* loop = as_loop(self);
   int fd;
-  if (!as_descriptor(fd_object, fd)) return nullptr;
+  if (!as_descriptor(fd_object, fd)) {
+    // A descriptor beyond any registrable one is simply not registered.
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return nullptr;
+    PyErr_Clear();
+    Py_RETURN_FALSE;
+  }
   if (loop->closed) Py_RETURN_FALSE;
   callback removed = loop->driver->unwatch(fd, d);
   if (removed.ops == nullptr) Py_RETURN_FALSE;
-  nb::object old = nb::steal(static_cast<PyObject*>(removed.payload));
+  nb::object old = release_from_queue(removed.payload);
   nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
   if (!done.is_valid()) return nullptr;
   Py_RETURN_TRUE;

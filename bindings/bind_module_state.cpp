@@ -20,6 +20,8 @@ void install_glue(nb::object report_handle_exception, nb::object handle_repr,
 
 module_state& state() noexcept { return *current_state; }
 
+module_state* state_if_alive() noexcept { return current_state; }
+
 module_state::~module_state() {
   for (handle_freelist* list : {&free_handles, &free_timer_handles}) {
     while (list->count > 0) PyObject_GC_Del(list->items[--list->count]);

@@ -49,6 +49,10 @@ callback_status run_handle(handle_object* h) noexcept;
 extern const callback_ops handle_callback_ops;
 extern const callback_ops timer_callback_ops;
 
+// Takes over a reference that a queue or readiness watch held. A handle still referenced
+// elsewhere becomes tracked by the garbage collector from here on (see bind_handle.cpp).
+nb::object release_from_queue(void* payload) noexcept;
+
 // tp_traverse helper for the loop: visits what a queued handle keeps alive on the loop's
 // behalf (handles in queues are not tracked by the collector themselves).
 int traverse_queued_handle(void* payload, visitproc visit, void* arg);

@@ -53,6 +53,9 @@ struct module_state {
 
 // The one module_state of the loaded extension.
 module_state& state() noexcept;
+// The same, or null once the module has been torn down (interpreter exit): objects that
+// outlive the module (a handle kept in a global) must check before using it.
+module_state* state_if_alive() noexcept;
 
 void export_module_state(nb::module_& m);
 

@@ -68,6 +68,8 @@ class SocketMethods:
     def remove_reader(self, fd) -> bool:
         """Stop watching fd for reading; True if it was watched."""
         self._ensure_fd_no_transport(fd)
+        if self.is_closed():
+            return False
         return self._remove_reader(_descriptor_of(fd))
 
     def add_writer(self, fd, callback, *args) -> None:
@@ -79,6 +81,8 @@ class SocketMethods:
     def remove_writer(self, fd) -> bool:
         """Stop watching fd for writing; True if it was watched."""
         self._ensure_fd_no_transport(fd)
+        if self.is_closed():
+            return False
         return self._remove_writer(_descriptor_of(fd))
 
     # -- the sock_* coroutines -----------------------------------------------------------
