@@ -1,0 +1,304 @@
+"""benchmarks/net/harness.py — build the C programs, start and stop servers, run the load.
+
+Everything here runs other processes and bounds them: every server is started on a fresh
+loopback port, watched while it serves, and stopped (SIGTERM, then SIGKILL) by the caller's
+`with` block; every client or wrk run has a duration and a hard timeout.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.path.join(HERE, "build")
+HOST = "127.0.0.1"
+C_PROGRAMS = ("echo_client", "epoll_echo_server")
+
+# How each loop is named on uvicorn's command line (--loop). uvicorn >= 0.36 imports any
+# "module:attribute" value and uses that attribute itself as the loop factory.
+UVICORN_LOOP = {"asyncio": "asyncio", "uvloop": "uvloop",
+                "pyloop": "data_bridge.pyloop:new_event_loop"}
+
+
+class Unavailable(Exception):
+    """A cell cannot be measured for a reason that is not the loop's fault (a missing tool).
+
+    `short` goes in the table cell ("no wrk"); the message says how to install it.
+    """
+
+    def __init__(self, short, message):
+        super().__init__(message)
+        self.short = short
+
+
+class Failure(Exception):
+    """A measurement failed. `na` is set when the server reported NotImplementedError."""
+
+    def __init__(self, message, detail="", na=None):
+        super().__init__(message)
+        self.detail = detail
+        self.na = na
+
+
+def build_c_programs():
+    """Compile echo_client and epoll_echo_server into build/ (when missing or out of date).
+
+    Returns {name: path}; raises Unavailable when there is no C compiler or a build fails.
+    """
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        raise Unavailable("no cc", "no C compiler (cc) found: apt-get install -y build-essential")
+    os.makedirs(BUILD, exist_ok=True)
+    paths = {}
+    for name in C_PROGRAMS:
+        source = os.path.join(HERE, name + ".c")
+        target = os.path.join(BUILD, name)
+        paths[name] = target
+        if os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(source):
+            continue
+        done = subprocess.run([compiler, "-O2", "-Wall", "-o", target, source],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise Unavailable("build failed",
+                              f"building {name} failed: {done.stderr.strip()[-500:]}")
+    return paths
+
+
+def tool_versions(compiler_ok):
+    """Versions of the external tools, for the report header (None when missing)."""
+    versions = {}
+    cc = os.environ.get("CC") or shutil.which("cc")
+    if cc and compiler_ok:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+        versions["cc"] = (out.splitlines() or ["unknown"])[0]
+    wrk = shutil.which("wrk")
+    if wrk:
+        done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+        first = ((done.stdout + done.stderr).splitlines() or ["unknown"])[0]
+        versions["wrk"] = first.split(" Copyright")[0].strip()
+    else:
+        versions["wrk"] = None
+    from importlib import metadata
+    for package in ("uvicorn", "httptools"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def free_port():
+    """A loopback port nobody listens on right now (the server binds it with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def not_implemented_line(text):
+    """The NotImplementedError line of a traceback, or None."""
+    for line in reversed(text.splitlines()):
+        if "NotImplementedError" in line:
+            return line.strip()
+    return None
+
+
+class Server:
+    """One server process on a fresh loopback port; a context manager that always stops it."""
+
+    def __init__(self, label, command, cwd=None, ready_timeout=20.0):
+        self.label = label
+        self.port = free_port()
+        self.command = [part.replace("{port}", str(self.port)) for part in command]
+        self.cwd = cwd
+        self.ready_timeout = ready_timeout
+        self.proc = None
+        self._log = None
+
+    def __enter__(self):
+        self._log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+        env.pop("PYTHONASYNCIODEBUG", None)  # debug mode would slow every loop differently
+        self.proc = subprocess.Popen(self.command, cwd=self.cwd, env=env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self._log)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return False
+
+    def _wait_ready(self):
+        """Wait until the port accepts connections; fail if the process exits first."""
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise self.failure(f"{self.label} exited with status {self.proc.returncode}"
+                                   " before listening")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise self.failure(f"{self.label} not listening after {self.ready_timeout:g} s")
+            time.sleep(0.02)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr_text(self):
+        if self._log is None:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        text = self._log.read()
+        self._log.seek(0, os.SEEK_END)
+        return text
+
+    def failure(self, message):
+        """A Failure for `message`, after giving a dying server a moment to finish its report.
+
+        If the server's stderr shows a NotImplementedError, the failure is an n/a.
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+        text = self.stderr_text()
+        tail = "\n".join(text.strip().splitlines()[-15:])
+        missing = not_implemented_line(text)
+        if missing:
+            return Failure(message, detail=missing, na="NotImplementedError")
+        if self.proc is not None and self.proc.poll() is not None:
+            message += f" (server exited with status {self.proc.returncode})"
+        return Failure(message, detail=tail)
+
+    def check(self):
+        """Raise a Failure if the server died or reported NotImplementedError while serving."""
+        if not self.alive() or not_implemented_line(self.stderr_text()):
+            raise self.failure(f"{self.label} stopped serving")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def python_server(loop, style):
+    command = [sys.executable, "-B", os.path.join(HERE, "servers.py"), "--loop", loop,
+               "--style", style, "--host", HOST, "--port", "{port}"]
+    return Server(f"servers.py --loop {loop} --style {style}", command)
+
+
+def floor_server(programs):
+    return Server("epoll_echo_server", [programs["epoll_echo_server"], "{port}", HOST])
+
+
+def uvicorn_server(loop):
+    for module in ("uvicorn", "httptools"):
+        if not _has_module(module):
+            raise Unavailable(f"no {module}", f"{module} not installed: .venv/bin/pip install "
+                              "-r benchmarks/net/requirements.txt")
+    command = [sys.executable, "-B", "-m", "uvicorn", "asgi_app:app", "--app-dir", HERE,
+               "--host", HOST, "--port", "{port}", "--loop", UVICORN_LOOP[loop],
+               "--http", "httptools", "--ws", "none", "--lifespan", "off",
+               "--no-access-log", "--log-level", "warning", "--workers", "1"]
+    return Server(f"uvicorn --loop {UVICORN_LOOP[loop]}", command)
+
+
+def _has_module(name):
+    from importlib.util import find_spec
+    return find_spec(name) is not None
+
+
+def run_echo_client(programs, server, conns, size, duration, warmup, stall=5.0):
+    """One timed run of echo_client against `server`; returns its JSON answer (rps, ...)."""
+    command = [programs["echo_client"], "--host", HOST, "--port", str(server.port),
+               "--conns", str(conns), "--size", str(size), "--duration", f"{duration:g}",
+               "--warmup", f"{warmup:g}", "--stall", f"{stall:g}"]
+    limit = warmup + duration + 2 * stall + 10
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise server.failure(f"echo_client still running after {limit:g} s") from None
+    lines = done.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        answer = {}
+    if done.returncode != 0 or "rps" not in answer:
+        reason = answer.get("error") or (done.stderr.strip() or f"status {done.returncode}")
+        raise server.failure(f"echo_client: {reason}")
+    server.check()
+    return answer
+
+
+_WRK_RATE = re.compile(r"Requests/sec:\s+([0-9.]+)")
+_WRK_TOTAL = re.compile(r"(\d+) requests in ([0-9.]+)(\w+)")
+_WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+def parse_wrk(text):
+    """Requests/sec, request count and error counts from wrk's report."""
+    rate = _WRK_RATE.search(text)
+    total = _WRK_TOTAL.search(text)
+    errors = _WRK_SOCKET.search(text)
+    non2xx = _WRK_NON2XX.search(text)
+    return {
+        "rps": float(rate.group(1)) if rate else None,
+        "requests": int(total.group(1)) if total else 0,
+        "errors": dict(zip(("connect", "read", "write", "timeout"),
+                           map(int, errors.groups()))) if errors else {},
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def require_wrk():
+    """wrk's path; Unavailable when it is not installed."""
+    wrk = shutil.which("wrk")
+    if not wrk:
+        raise Unavailable("no wrk", "wrk not installed: apt-get install -y wrk")
+    return wrk
+
+
+def run_wrk(server, duration, connections, threads):
+    """One wrk run (whole seconds, at least 1) against `server`; returns parse_wrk's dict."""
+    wrk = require_wrk()
+    seconds = max(1, int(round(duration)))
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "2s",
+               f"http://{HOST}:{server.port}/"]
+    limit = seconds + 20
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise server.failure(f"wrk still running after {limit} s") from None
+    result = parse_wrk(done.stdout)
+    server.check()
+    hard_errors = {kind: count for kind, count in result["errors"].items()
+                   if count and kind != "timeout"}
+    if done.returncode != 0 or not result["rps"] or not result["requests"]:
+        raise server.failure(f"wrk: no requests completed ({done.stderr.strip()[-200:]})")
+    if result["non_2xx"] or hard_errors:
+        raise server.failure(f"wrk: {result['non_2xx']} non-2xx responses, socket errors "
+                             f"{hard_errors}")
+    return result

@@ -1,0 +1,161 @@
+"""benchmarks/net/net_report.py — medians, ratios to uvloop, fractions of the C floor, tables.
+
+Three tables: echo requests/s (with ratios to uvloop and each loop's fraction of the C epoll
+floor), echo MiB/s, and HTTP requests/s (with ratios to uvloop). Plain text or Markdown.
+"""
+
+import statistics
+
+from loops import LOOPS
+
+FLOOR = "c-epoll"  # the bare C epoll echo server: the machine's floor for the echo rows
+RATIO_TO = "uvloop"
+
+
+def _stats(values):
+    if not values:
+        return None, None
+    median = statistics.median(values)
+    spread = max(abs(value - median) for value in values) / median if median else None
+    return median, spread
+
+
+def summarize_cell(cell):
+    """Add median, spread and MiB/s median to one cell's samples."""
+    median, spread = _stats(cell["rates"]) if not (cell["error"] or cell["na"]) else (None, None)
+    mib, _ = _stats(cell["mib"]) if median is not None and cell["mib"] else (None, None)
+    return dict(cell, median=median, spread=spread, mib_median=mib)
+
+
+def summarize(rows, results, floors, available):
+    """One dict per row: every loop's summarized cell, ratios to uvloop, fractions of the floor.
+
+    `results[row][loop]` and `floors[(size, conns)]` hold {"rates", "mib", "error", "na",
+    "detail"}; `rows` are (name, spec) pairs, spec as run.py makes them.
+    """
+    summary = []
+    for name, spec in rows:
+        entry = {"scenario": name, "kind": spec["kind"], "loops": {}}
+        if spec["kind"] == "echo":
+            entry.update(size=spec["size"], conns=spec["conns"])
+            floor = floors.get((spec["size"], spec["conns"]))
+            entry["floor"] = summarize_cell(floor) if floor else None
+        for loop in LOOPS:
+            if loop in available:
+                entry["loops"][loop] = summarize_cell(results[name][loop])
+        base = entry["loops"].get(RATIO_TO, {}).get("median")
+        entry["ratios"] = {}
+        for loop in LOOPS:
+            if loop != RATIO_TO:
+                value = entry["loops"].get(loop, {}).get("median")
+                entry["ratios"][f"{loop}/{RATIO_TO}"] = value / base if value and base else None
+        if spec["kind"] == "echo":
+            floor_median = (entry["floor"] or {}).get("median")
+            entry["of_floor"] = {
+                loop: (entry["loops"].get(loop, {}).get("median") or 0) / floor_median
+                if floor_median and entry["loops"].get(loop, {}).get("median") else None
+                for loop in LOOPS}
+        summary.append(entry)
+    return summary
+
+
+def fmt_rate(value):
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e4:
+        return f"{value / 1e3:.1f}k"
+    if value >= 1e3:
+        return f"{value / 1e3:.2f}k"
+    return f"{value:.0f}"
+
+
+def fmt_mib(value):
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def _status(cell):
+    """The text of a cell that has no number, or None when it has one."""
+    if cell is None:
+        return "n/a"
+    if cell["na"]:
+        return f"n/a ({cell['na']})"
+    if cell["error"]:
+        return "FAIL"
+    if cell["median"] is None:
+        return "-"  # not measured (e.g. interrupted)
+    return None
+
+
+def _rate_cell(cell):
+    status = _status(cell)
+    if status:
+        return status
+    spread = f" ±{cell['spread'] * 100:.0f}%" if cell["spread"] is not None and len(
+        cell["rates"]) > 1 else ""
+    return fmt_rate(cell["median"]) + spread
+
+
+def _mib_cell(cell):
+    return _status(cell) or fmt_mib(cell["mib_median"])
+
+
+def _ratio(value, percent=False):
+    if value is None:
+        return "n/a"
+    return f"{value * 100:.0f}%" if percent else f"{value:.2f}x"
+
+
+def tables(summary):
+    """[(title, header, rows)] for the sections that have rows."""
+    echo = [entry for entry in summary if entry["kind"] == "echo"]
+    http = [entry for entry in summary if entry["kind"] == "http"]
+    others = [loop for loop in LOOPS if loop != RATIO_TO]
+    out = []
+    if echo:
+        header = (["echo: requests/s", "C floor"] + list(LOOPS)
+                  + [f"{loop}/{RATIO_TO}" for loop in others]
+                  + [f"{loop}/floor" for loop in LOOPS])
+        rows = [[entry["scenario"], _rate_cell(entry["floor"])]
+                + [_rate_cell(entry["loops"].get(loop)) for loop in LOOPS]
+                + [_ratio(entry["ratios"][f"{loop}/{RATIO_TO}"]) for loop in others]
+                + [_ratio(entry["of_floor"][loop], percent=True) for loop in LOOPS]
+                for entry in echo]
+        out.append(("Echo, requests/s (median ± largest deviation); ratio to uvloop; "
+                    "fraction of the C epoll floor", header, rows))
+        header = ["echo: MiB/s", "C floor"] + list(LOOPS)
+        rows = [[entry["scenario"], _mib_cell(entry["floor"])]
+                + [_mib_cell(entry["loops"].get(loop)) for loop in LOOPS] for entry in echo]
+        out.append(("Echo, MiB/s of payload echoed back (median)", header, rows))
+    if http:
+        header = (["http: requests/s"] + list(LOOPS) + [f"{loop}/{RATIO_TO}" for loop in others])
+        rows = [[entry["scenario"]] + [_rate_cell(entry["loops"].get(loop)) for loop in LOOPS]
+                + [_ratio(entry["ratios"][f"{loop}/{RATIO_TO}"]) for loop in others]
+                for entry in http]
+        out.append(("HTTP/1.1 keep-alive, requests/s from wrk (median ± largest deviation); "
+                    "ratio to uvloop", header, rows))
+    return out
+
+
+def render_text(header_lines, summary):
+    out = list(header_lines)
+    for title, header, rows in tables(summary):
+        table = [header] + rows
+        widths = [max(len(row[col]) for row in table) for col in range(len(header))]
+        out += ["", title, ""]
+        for index, row in enumerate(table):
+            out.append("  ".join(cell.ljust(widths[0]) if col == 0 else cell.rjust(widths[col])
+                                 for col, cell in enumerate(row)).rstrip())
+            if index == 0:
+                out.append("  ".join("-" * width for width in widths))
+    return "\n".join(out)
+
+
+def render_markdown(header_lines, summary):
+    out = [f"- {line.split(':', 1)[0]}: {line.split(':', 1)[1].strip()}" for line in header_lines]
+    for title, header, rows in tables(summary):
+        out += ["", f"**{title}**", ""]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|")
+        for row in rows:
+            out.append("| " + " | ".join(row) + " |")
+    return "\n".join(out)
