@@ -46,6 +46,14 @@ class io_watch {
 
   int fd() const noexcept { return fd_; }
 
+  // Visits the installed callbacks (for garbage-collector traversal).
+  template <class Visitor>
+  void for_each_callback(Visitor&& visit) const {
+    for (const side& s : side_) {
+      if (s.cb.ops != nullptr) visit(s.cb);
+    }
+  }
+
  private:
   struct side {
     callback cb{nullptr, nullptr};  // installed callback; ops null when none

@@ -108,6 +108,7 @@ class loop_driver {
   void for_each_queued(Visitor&& visit) const {
     ready_.for_each(visit);
     timers_.for_each(visit);
+    for (const auto& [fd, watch] : watches_) watch->for_each_callback(visit);
   }
 
  private:
