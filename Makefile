@@ -1,5 +1,5 @@
 # Makefile — the project's commands. `make main` and `make test` are the README's two commands.
-.PHONY: setup build main demo bench bench-net bench-quick test test-python test-cpp test-checks \
+.PHONY: setup build main demo bench bench-net bench-quick test test-python test-cpp test-checks test-versions \
         conformance conformance-update sanitize clean
 
 PY := .venv/bin/python
@@ -32,8 +32,9 @@ bench-quick: setup
 
 # Every test: the C++ core (GoogleTest), the behaviour suite on asyncio and PyLoop, the
 # structural and leak checks, CPython's asyncio suite on PyLoop against its expectations, and
-# the Python suites again against an ASan + UBSan build.
-test: setup test-cpp test-python test-checks conformance sanitize
+# the Python suites again against an ASan + UBSan build, then on the other CPython versions
+# installed here.
+test: setup test-cpp test-python test-checks conformance sanitize test-versions
 
 test-cpp:
 	cmake -S . -B build/cpp -G Ninja -DPYLOOP_BUILD_EXTENSION=OFF -DPYLOOP_BUILD_TESTS=ON \
@@ -46,6 +47,9 @@ test-python:
 
 test-checks:
 	$(PY) -m pytest tests/checks -q -p no:cacheprovider
+
+test-versions:
+	bash scripts/test_versions.sh
 
 conformance:
 	$(PY) tests/conformance/run.py --loop both -j $(JOBS) --skip-expected-hangs
