@@ -12,8 +12,10 @@ same client in the same run. HTTP: wrk against servers.py's HTTP Protocol server
 uvicorn (httptools) serving asgi_app.py, with uvicorn's --loop naming each loop.
 
 Noise control: the repeats are interleaved round-robin (repeat 1 of every cell on every loop,
-then repeat 2, ...), with the loop order rotated each repeat; each cell reports the median.
-Progress goes to stderr, the report to stdout.
+then repeat 2, ...), with the order rotated each repeat; within a repeat, the C floor and the
+servers of one style on every loop run side by side and the client visits each in turn for
+each row, so a row's numbers are taken within a second of each other. Each cell reports the
+median. Progress goes to stderr, the report to stdout.
 
 A loop whose server reports NotImplementedError (PyLoop while its networking is in progress)
 gets "n/a (NotImplementedError)" in that cell and is not retried on it; everything else goes
@@ -377,14 +379,14 @@ def header_lines(host, loop_info, tools, args):
     cores = host["usable_cores"]
     lines.append(
         f"method:  median of {args.repeats} run{'s' if args.repeats != 1 else ''} per cell, "
-        f"loops interleaved round-robin (order rotated each repeat); ±: largest deviation of one run from the median. "
+        f"repeats interleaved round-robin; ±: largest deviation of one run from the median. "
         f"Echo: echo_client (C, one thread, epoll, one message in flight per connection, "
-        f"every byte checked), {args.duration:g} s timed after {args.warmup:g} s warm-up; "
-        f"each server style in a fresh process per repeat and loop, serving the sizes and "
-        f"connection counts in turn. HTTP: wrk -t{args.wrk_threads} "
-        f"-c{args.wrk_connections} -d{args.http_duration}s"
+        f"every byte checked), {args.duration:g} s timed after {args.warmup:g} s warm-up; per "
+        f"repeat and server style, the C floor and each loop's server run side by side (fresh "
+        f"processes) and the client visits each in turn for every row. HTTP: "
+        f"wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.http_duration}s"
         + (f" after a {args.http_warmup} s warm-up run" if args.http_warmup else "")
-        + f", a fresh server per run. Nothing pinned: server, client and kernel share "
+        + f", each loop's server in turn. Nothing pinned: servers, client and kernel share "
           f"{cores} usable core{'s' if cores != 1 else ''}")
     return lines
 
