@@ -481,6 +481,63 @@ bool retake_gil(void* data) noexcept {
   return PyErr_CheckSignals() == 0;
 }
 
+// Signal numbers read from the interrupt pipe go to PyLoop._handle_signal (the handlers of
+// add_signal_handler), in phase 4 of the iteration, as asyncio's self-pipe reader does.
+bool dispatch_signals(void* data) noexcept {
+  PyObject* self = static_cast<PyObject*>(data);
+  bool ok = true;
+  as_loop(self)->driver->take_signals([&](int signum) {
+    if (!ok) return;
+    nb::object number = nb::steal(PyLong_FromLong(signum));
+    PyObject* argv[] = {self, number.ptr()};
+    nb::object done = nb::steal(PyObject_VectorcallMethod(
+        state().str_handle_signal.ptr(), argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
+    ok = done.is_valid();
+  });
+  return ok;
+}
+
+// _watch_signals(enabled): while signal handlers are installed, the interrupt pipe counts as
+// an I/O source, so a busy loop polls it every iteration instead of only when it waits.
+PyObject* loop_watch_signals(PyObject* self, PyObject* enabled) {
+  loop_object* loop = as_loop(self);
+  if (!check_open(loop)) return nullptr;
+  int on = PyObject_IsTrue(enabled);
+  if (on < 0) return nullptr;
+  if (on && !loop->watching_signals) {
+    loop->driver->add_io_source();
+  } else if (!on && loop->watching_signals) {
+    loop->driver->remove_io_source();
+  }
+  loop->watching_signals = on != 0;
+  Py_RETURN_NONE;
+}
+
+// _make_handle(callback, *args): a Handle that is not queued (signal handlers keep one).
+PyObject* loop_make_handle(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+  if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
+    PyErr_SetString(PyExc_TypeError, "_make_handle() takes no keyword arguments");
+    return nullptr;
+  }
+  if (nargs < 1) return missing_argument("_make_handle", "callback");
+  return reinterpret_cast<PyObject*>(new_handle(self, args[0], args + 1, nargs - 1, nullptr));
+}
+
+// _add_callback(handle): queue an existing handle for the next iteration (signal handlers).
+PyObject* loop_add_callback(PyObject* self, PyObject* handle) {
+  loop_object* loop = as_loop(self);
+  if (!PyObject_TypeCheck(handle, state().handle_type)) {
+    PyErr_SetString(PyExc_TypeError, "_add_callback() expects a Handle");
+    return nullptr;
+  }
+  if (!check_open(loop)) return nullptr;
+  if (!as_handle(handle)->cancelled) {
+    loop->driver->call_soon(callback{&handle_callback_ops, Py_NewRef(handle)});
+  }
+  Py_RETURN_NONE;
+}
+
 PyObject* loop_signal_wakeup_fd(PyObject* self, PyObject*) {
   if (!check_open(as_loop(self))) return nullptr;
   std::error_code ec;
@@ -502,7 +559,7 @@ PyObject* loop_new(PyTypeObject* type, PyObject*, PyObject*) {
     Py_DECREF(self);
     return PyErr_NoMemory();
   }
-  loop->driver->set_wait_hooks(wait_hooks{release_gil, retake_gil, self});
+  loop->driver->set_wait_hooks(wait_hooks{release_gil, retake_gil, self, dispatch_signals});
   return self;
 }
 
@@ -571,6 +628,10 @@ PyMethodDef loop_methods[] = {
      "_add_writer(fd, callback, *args)\n--\n\nInstall a writability callback on an integer descriptor."},
     {"_remove_reader", loop_remove_reader, METH_O, "Remove the readiness callback of a descriptor."},
     {"_remove_writer", loop_remove_writer, METH_O, "Remove the writability callback of a descriptor."},
+    {"_watch_signals", loop_watch_signals, METH_O, "Poll the signal pipe every iteration (or stop)."},
+    {"_make_handle", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_make_handle)), fastcall_kw,
+     "_make_handle(callback, *args)\n--\n\nA Handle that is not queued."},
+    {"_add_callback", loop_add_callback, METH_O, "Queue an existing Handle for the next iteration."},
     {"_recv", loop_recv, METH_O, "_recv(fd) -> bytes: one recv() through the loop's receive buffer."},
     {"_native_stats", loop_native_stats, METH_NOARGS, "Queue sizes, for tests and diagnostics."},
     {nullptr, nullptr, 0, nullptr},

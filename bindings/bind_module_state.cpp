@@ -51,6 +51,7 @@ void export_module_state(nb::module_& m) {
   s.str_get_debug = interned("get_debug");
   s.str_set_name = interned("set_name");
   s.str_create_task_with_factory = interned("_create_task_with_factory");
+  s.str_handle_signal = interned("_handle_signal");
 
   m.def("_install_glue", &install_glue, nb::arg("report_handle_exception"),
         nb::arg("handle_repr"), nb::arg("extract_stack"),

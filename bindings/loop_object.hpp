@@ -21,6 +21,7 @@ struct loop_object {
   bool running;                   // thread_id is meaningful (run_forever is active)
   bool debug;                     // asyncio debug mode
   bool closed;                    // close() has run
+  bool watching_signals;          // the interrupt pipe counts as an I/O source
   nanobind::object task_factory;  // set_task_factory()'s callable; empty for asyncio.Task
   char* read_buffer;              // transports' receive buffer (read_buffer_size bytes), lazy
 };

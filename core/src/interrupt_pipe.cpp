@@ -60,8 +60,11 @@ void interrupt_pipe::arm() {
 }
 
 void interrupt_pipe::drain() noexcept {
-  char buffer[256];
-  while (::read(reader_.native_handle(), buffer, sizeof buffer) > 0) {
+  unsigned char buffer[256];
+  ssize_t got;
+  while ((got = ::read(reader_.native_handle(), buffer, sizeof buffer)) > 0) {
+    for (ssize_t i = 0; i < got; ++i) seen_[buffer[i]] = true;
+    any_signal_ = true;
   }
 }
 

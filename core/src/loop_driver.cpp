@@ -98,6 +98,10 @@ run_status loop_driver::run_once() {
     }
   }
   take_incoming();
+  if (interrupt_.signals_pending() && hooks_.on_signals != nullptr &&
+      !hooks_.on_signals(hooks_.data)) {
+    return run_status::aborted;
+  }
   move_due_timers();
 
   // Snapshot the count: callbacks queued from now on run next turn, as in _run_once.

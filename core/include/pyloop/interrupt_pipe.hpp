@@ -25,11 +25,30 @@ class interrupt_pipe {
   bool is_open() const noexcept { return write_fd_ >= 0; }
   int write_fd() const noexcept { return write_fd_; }
 
+  // Bytes read from the pipe are signal numbers (Python's wakeup fd protocol). Calls
+  // visit(signum) once for each signal seen since the last call, in ascending order.
+  template <class Visitor>
+  void take_signals(Visitor&& visit) {
+    if (!any_signal_) return;
+    any_signal_ = false;
+    for (int signum = 0; signum < max_signal; ++signum) {
+      if (seen_[signum]) {
+        seen_[signum] = false;
+        visit(signum);
+      }
+    }
+  }
+  bool signals_pending() const noexcept { return any_signal_; }
+
  private:
   void arm();
   void drain() noexcept;
 
+  static constexpr int max_signal = 256;   // a wakeup byte holds the signal number
+
   asio::posix::stream_descriptor reader_;  // read end, registered with the reactor
+  bool seen_[max_signal] = {};             // signal numbers read, not yet taken
+  bool any_signal_ = false;                // some seen_ entry is set
   int write_fd_ = -1;                      // write end (non-blocking, close-on-exec)
   bool armed_ = false;                     // a read-wait is pending in the reactor
 };

@@ -6,7 +6,8 @@
 //   3. the wait: 0 when callbacks are ready or the loop is stopping, else until the next
 //      deadline (at most 24 hours), or indefinitely when no timer is scheduled. The wait is
 //      Asio's reactor; the wait hooks run around it (the bindings release the GIL there);
-//   4. callbacks handed over during the wait join the ready queue;
+//   4. callbacks handed over during the wait join the ready queue, and signals that arrived
+//      through the interrupt pipe are handed to the on_signals hook (add_signal_handler);
 //   5. timers due before now + clock resolution move, in deadline order, to the ready queue;
 //   6. exactly the callbacks ready at this point run, in FIFO order: anything they schedule
 //      runs in the next iteration. A callback that aborts ends the iteration at once and the
@@ -34,10 +35,13 @@ namespace pyloop {
 // Code run just before and just after the loop blocks (the bindings drop and retake the GIL,
 // then run pending signal handlers). after_wait returning false aborts the iteration: its
 // error is the caller's to report, as with a callback that aborts.
+// on_signals runs (in phase 4) when signal numbers arrived through the interrupt pipe; it
+// takes them with take_signals(). Returning false aborts the iteration likewise.
 struct wait_hooks {
   void (*before_wait)(void* data) noexcept = nullptr;
   bool (*after_wait)(void* data) noexcept = nullptr;
   void* data = nullptr;
+  bool (*on_signals)(void* data) noexcept = nullptr;
 };
 
 enum class run_status : unsigned char {
@@ -82,6 +86,12 @@ class loop_driver {
   // The write end of a pipe that ends a blocked wait when written to (for signal wakeups);
   // created on first call. Returns -1 and sets ec if it cannot be created.
   int interrupt_fd(std::error_code& ec);
+  // Signal numbers that arrived through the interrupt pipe since the last call (see
+  // interrupt_pipe::take_signals); the bindings call it from the after_wait hook.
+  template <class Visitor>
+  void take_signals(Visitor&& visit) {
+    interrupt_.take_signals(visit);
+  }
 
   // Readiness callbacks (asyncio's add_reader/add_writer). watch() installs cb for fd and
   // direction and hands back the callback it replaced (ops null if none) for the caller to

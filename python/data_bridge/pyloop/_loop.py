@@ -24,6 +24,7 @@ from asyncio import events, futures, tasks
 
 from . import _glue
 from ._network import NetworkMethods
+from ._signals import SignalMethods
 from ._sockets import SocketMethods
 from ._pyloop import Loop as _NativeLoop
 from ._pyloop import _install_glue
@@ -66,7 +67,7 @@ def _describe_handle(handle) -> str:
     return str(handle)
 
 
-class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, asyncio.AbstractEventLoop):
+class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.AbstractEventLoop):
     """An asyncio event loop running on the data_bridge.pyloop C++ engine."""
 
     def __init__(self) -> None:
@@ -83,6 +84,7 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, asyncio.AbstractEventLo
         self.slow_callback_duration = 0.1
         self._init_sockets()
         self._init_network()
+        self._init_signals()
         self.set_debug(_debug_mode_from_environment())
 
     def __repr__(self) -> str:
@@ -176,6 +178,17 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, asyncio.AbstractEventLo
             return
         if self.get_debug():
             logger.debug("Close %r", self)
+        if self._signal_handlers:
+            if sys.is_finalizing():
+                warnings.warn(
+                    f"Closing the loop {self!r} on interpreter shutdown stage, "
+                    "skipping signal handlers removal",
+                    ResourceWarning,
+                    source=self,
+                )
+                self._signal_handlers.clear()
+            else:
+                self._remove_all_signal_handlers()
         self._close_native()
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -450,7 +463,7 @@ def _set_exception_unless_done(fut, exc) -> None:
 # coroutines, so the error surfaces where asyncio's own errors would (at await).
 NOT_YET_IMPLEMENTED = (
     "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
-    "subprocess_shell", "subprocess_exec", "add_signal_handler", "remove_signal_handler",
+    "subprocess_shell", "subprocess_exec",
 )
 
 
