@@ -567,6 +567,9 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
   loop_object* loop = as_loop(self);
   Py_VISIT(Py_TYPE(self));
   Py_VISIT(loop->task_factory.ptr());
+  if (loop->pending_queries != nullptr) {
+    for (const auto& [id, future] : *loop->pending_queries) Py_VISIT(future.ptr());
+  }
   if (loop->driver == nullptr) return 0;
   int result = 0;
   loop->driver->for_each_queued([&](const callback& cb) {
@@ -580,6 +583,10 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
 int loop_clear(PyObject* self) {
   loop_object* loop = as_loop(self);
   clear_ref(loop->task_factory);
+  if (loop->pending_queries != nullptr) {
+    auto detached = std::move(*loop->pending_queries);
+    loop->pending_queries->clear();
+  }
   if (loop->driver != nullptr) loop->driver->clear();
   return 0;
 }
@@ -591,6 +598,8 @@ void loop_dealloc(PyObject* self) {
   delete loop->driver;
   loop->driver = nullptr;
   loop->task_factory.~object();
+  delete loop->pending_queries;
+  loop->pending_queries = nullptr;
   PyMem_RawFree(loop->read_buffer);
   loop->read_buffer = nullptr;
   PyTypeObject* type = Py_TYPE(self);
@@ -632,6 +641,8 @@ PyMethodDef loop_methods[] = {
     {"_make_handle", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_make_handle)), fastcall_kw,
      "_make_handle(callback, *args)\n--\n\nA Handle that is not queued."},
     {"_add_callback", loop_add_callback, METH_O, "Queue an existing Handle for the next iteration."},
+    {"_resolve", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_resolve)), METH_FASTCALL,
+     "_resolve(host, port, family, type, proto, flags, future): getaddrinfo on the native runtime."},
     {"_recv", loop_recv, METH_O, "_recv(fd) -> bytes: one recv() through the loop's receive buffer."},
     {"_native_stats", loop_native_stats, METH_NOARGS, "Queue sizes, for tests and diagnostics."},
     {nullptr, nullptr, 0, nullptr},

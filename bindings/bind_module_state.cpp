@@ -40,6 +40,7 @@ void export_module_state(nb::module_& m) {
   nb::module_ asyncio = nb::module_::import_("asyncio");
   s.future_type = asyncio.attr("Future");
   s.task_type = asyncio.attr("Task");
+  s.gaierror = nb::module_::import_("socket").attr("gaierror");
   s.kwnames_loop = nb::make_tuple("loop");
   s.kwnames_loop_name_context = nb::make_tuple("loop", "name", "context");
   s.kwnames_context = nb::make_tuple("context");

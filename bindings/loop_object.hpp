@@ -5,6 +5,9 @@
 
 #include <nanobind/nanobind.h>
 
+#include <cstdint>
+#include <unordered_map>
+
 #include "pyloop/loop_driver.hpp"
 
 namespace pyloop::bindings {
@@ -24,6 +27,9 @@ struct loop_object {
   bool watching_signals;          // the interrupt pipe counts as an I/O source
   nanobind::object task_factory;  // set_task_factory()'s callable; empty for asyncio.Task
   char* read_buffer;              // transports' receive buffer (read_buffer_size bytes), lazy
+  // Futures of getaddrinfo queries running on the native runtime, by query id; lazy.
+  std::unordered_map<std::uint64_t, nanobind::object>* pending_queries;
+  std::uint64_t last_query_id;    // id of the latest query
 };
 
 // Size of the per-loop receive buffer: the most one transport read takes (asyncio's 256 KiB).
@@ -32,5 +38,8 @@ inline constexpr Py_ssize_t read_buffer_size = 256 * 1024;
 inline loop_object* as_loop(PyObject* o) noexcept { return reinterpret_cast<loop_object*>(o); }
 
 void export_loop(nanobind::module_& m);
+
+// Loop._resolve (bindings/bind_resolver.cpp).
+PyObject* loop_resolve(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 
 }  // namespace pyloop::bindings

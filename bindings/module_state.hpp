@@ -31,6 +31,7 @@ struct module_state {
   std::vector<nb::object> owned_types;        // keeps the three types above alive
   nb::object future_type;                     // asyncio.Future (the C accelerated one)
   nb::object task_type;                       // asyncio.Task
+  nb::object gaierror;                        // socket.gaierror
   nb::object kwnames_loop;                    // ("loop",) for Future(loop=...)
   nb::object kwnames_loop_name_context;       // ("loop", "name", "context") for Task(...)
   nb::object kwnames_context;                 // ("context",) for task factories

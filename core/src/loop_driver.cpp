@@ -12,6 +12,7 @@ namespace pyloop {
 loop_driver::loop_driver() : keep_alive_(asio::make_work_guard(io_)) {}
 
 loop_driver::~loop_driver() {
+  mailbox_->close();  // first: no other thread may deliver to a driver being destroyed
   clear();
   keep_alive_.reset();
 }

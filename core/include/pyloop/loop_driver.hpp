@@ -26,6 +26,8 @@
 #include "pyloop/callback.hpp"
 #include "pyloop/interrupt_pipe.hpp"
 #include "pyloop/io_watch.hpp"
+#include "pyloop/loop_mailbox.hpp"
+#include <memory>
 #include "pyloop/ready_queue.hpp"
 #include "pyloop/threadsafe_queue.hpp"
 #include "pyloop/timer_heap.hpp"
@@ -114,6 +116,9 @@ class loop_driver {
 
   asio::io_context& io() noexcept { return io_; }
 
+  // The address other threads' native work completes to (closed when the driver goes).
+  const std::shared_ptr<loop_mailbox>& mailbox() const noexcept { return mailbox_; }
+
   template <class Visitor>
   void for_each_queued(Visitor&& visit) const {
     ready_.for_each(visit);
@@ -137,6 +142,7 @@ class loop_driver {
   std::size_t io_sources_ = 0;            // registered I/O sources (see add_io_source)
   std::unordered_map<int, io_watch*> watches_;  // readiness callbacks by descriptor
   bool stopping_ = false;                 // stop() called; honoured after this iteration
+  std::shared_ptr<loop_mailbox> mailbox_ = std::make_shared<loop_mailbox>(this);  // see mailbox()
 };
 
 }  // namespace pyloop

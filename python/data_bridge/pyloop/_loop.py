@@ -20,7 +20,7 @@ import threading
 import traceback
 import warnings
 import weakref
-from asyncio import events, futures, tasks
+from asyncio import base_events, events, futures, tasks
 
 from . import _glue
 from ._network import NetworkMethods
@@ -437,15 +437,56 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.
                     }
                 )
 
-    # -- name resolution (through the default executor until the native resolver lands) --
+    # -- name resolution -----------------------------------------------------------------
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
-        return await self.run_in_executor(
-            None, socket.getaddrinfo, host, port, family, type, proto, flags
+        """socket.getaddrinfo() on the native runtime's threads (not a Python executor)."""
+        if self.get_debug():
+            # Debug mode logs each lookup and its duration, as asyncio does.
+            return await self.run_in_executor(
+                None, self._getaddrinfo_debug, host, port, family, type, proto, flags
+            )
+        done = self.create_future()
+        self._resolve(
+            _encode_host(host), _encode_port(port), family, type, proto, flags, done
         )
+        infos = await done
+        return [
+            (_int_enum(af, socket.AddressFamily), _int_enum(kind, socket.SocketKind), p, c, a)
+            for af, kind, p, c, a in infos
+        ]
+
+    _getaddrinfo_debug = base_events.BaseEventLoop._getaddrinfo_debug
 
     async def getnameinfo(self, sockaddr, flags=0):
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+
+def _encode_host(host):
+    """The node name as socket.getaddrinfo passes it to C: IDNA-encoded, or None."""
+    if host is None or isinstance(host, bytes):
+        return host
+    if isinstance(host, str):
+        return host.encode("idna")
+    raise TypeError("getaddrinfo() argument 1 must be string or None")
+
+
+def _encode_port(port):
+    """The service as socket.getaddrinfo passes it to C."""
+    if port is None or isinstance(port, bytes):
+        return port
+    if isinstance(port, int):
+        return b"%d" % port
+    if isinstance(port, str):
+        return port.encode("utf-8")
+    raise OSError("Int or String expected")
+
+
+def _int_enum(value, enum_class):
+    try:
+        return enum_class(value)
+    except ValueError:
+        return value
 
 
 def _set_result_unless_done(fut, result) -> None:
