@@ -339,7 +339,9 @@ PyObject* add_watch(PyObject* self, PyObject* const* args, size_t nargsf, io_wat
     errno = ec.value();
     return PyErr_SetFromErrno(PyExc_OSError);
   }
-  if (replaced.ops != nullptr) {
+  if (replaced.ops != nullptr && is_stream_reader(replaced)) {
+    replaced.discard();
+  } else if (replaced.ops != nullptr) {
     nb::object old = release_from_queue(replaced.payload);
     nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
     if (!done.is_valid()) return nullptr;
@@ -360,6 +362,10 @@ PyObject* remove_watch(PyObject* self, PyObject* fd_object, io_watch::direction 
   if (loop->closed) Py_RETURN_FALSE;
   callback removed = loop->driver->unwatch(fd, d);
   if (removed.ops == nullptr) Py_RETURN_FALSE;
+  if (is_stream_reader(removed)) {
+    removed.discard();
+    Py_RETURN_TRUE;
+  }
   nb::object old = release_from_queue(removed.payload);
   nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
   if (!done.is_valid()) return nullptr;
@@ -573,8 +579,11 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
   if (loop->driver == nullptr) return 0;
   int result = 0;
   loop->driver->for_each_queued([&](const callback& cb) {
-    if (result == 0 && (cb.ops == &handle_callback_ops || cb.ops == &timer_callback_ops)) {
+    if (result != 0) return;
+    if (cb.ops == &handle_callback_ops || cb.ops == &timer_callback_ops) {
       result = traverse_queued_handle(cb.payload, visit, arg);
+    } else if (is_stream_reader(cb)) {
+      result = traverse_stream_reader(cb.payload, visit, arg);
     }
   });
   return result;
@@ -643,6 +652,8 @@ PyMethodDef loop_methods[] = {
     {"_add_callback", loop_add_callback, METH_O, "Queue an existing Handle for the next iteration."},
     {"_resolve", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_resolve)), METH_FASTCALL,
      "_resolve(host, port, family, type, proto, flags, future): getaddrinfo on the native runtime."},
+    {"_add_stream_reader", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_add_stream_reader)), METH_FASTCALL,
+     "_add_stream_reader(fd, transport, protocol): the native read path of a stream transport."},
     {"_recv", loop_recv, METH_O, "_recv(fd) -> bytes: one recv() through the loop's receive buffer."},
     {"_native_stats", loop_native_stats, METH_NOARGS, "Queue sizes, for tests and diagnostics."},
     {nullptr, nullptr, 0, nullptr},

@@ -53,6 +53,7 @@ void export_module_state(nb::module_& m) {
   s.str_set_name = interned("set_name");
   s.str_create_task_with_factory = interned("_create_task_with_factory");
   s.str_handle_signal = interned("_handle_signal");
+  s.str_data_received = interned("data_received");
 
   m.def("_install_glue", &install_glue, nb::arg("report_handle_exception"),
         nb::arg("handle_repr"), nb::arg("extract_stack"),

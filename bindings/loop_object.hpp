@@ -42,4 +42,9 @@ void export_loop(nanobind::module_& m);
 // Loop._resolve (bindings/bind_resolver.cpp).
 PyObject* loop_resolve(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 
+// Loop._add_stream_reader and the GC's view of its readers (bindings/bind_stream_reader.cpp).
+PyObject* loop_add_stream_reader(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+bool is_stream_reader(const pyloop::callback& cb) noexcept;
+int traverse_stream_reader(void* payload, visitproc visit, void* arg);
+
 }  // namespace pyloop::bindings

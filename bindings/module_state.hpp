@@ -43,6 +43,7 @@ struct module_state {
   nb::object str_set_name;                    // "set_name"
   nb::object str_create_task_with_factory;    // "_create_task_with_factory"
   nb::object str_handle_signal;               // "_handle_signal"
+  nb::object str_data_received;               // "data_received"
   // Python glue installed by the package (data_bridge/pyloop/_glue.py) at import:
   nb::object report_handle_exception;  // (handle, exc) -> None: builds the context dict
   nb::object handle_repr;              // (handle) -> str, asyncio's Handle repr format

@@ -100,14 +100,13 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             if isinstance(protocol, protocols.BufferedProtocol)
             else self._read_data
         )
-        changed = getattr(self, "_read_ready", None) != read_ready
         self._read_ready = read_ready
         self._protocol = protocol
         self._protocol_connected = True
-        # The reader is the bound read method itself (no trampoline on the hot path), so a
-        # protocol of the other kind needs the reader re-installed.
-        if changed and self._reader_installed:
-            self._loop._add_reader(self._sock_fd, self._read_ready)
+        # The installed reader is bound to the protocol (natively) or to the read method of
+        # its kind, so a new protocol gets a new reader.
+        if self._reader_installed:
+            self._install_reader()
 
     def get_protocol(self):
         return self._protocol
@@ -120,7 +119,12 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def _install_reader(self) -> None:
         self._reader_installed = True
-        self._loop._add_reader(self._sock_fd, self._read_ready)
+        if self._read_ready == self._read_data and not self._loop.get_debug():
+            # The native read path: recv and data_received without a Python frame between
+            # (bindings/bind_stream_reader.cpp). It calls _on_eof and _fatal_error below.
+            self._loop._add_stream_reader(self._sock_fd, self, self._protocol)
+        else:
+            self._loop._add_reader(self._sock_fd, self._read_ready)
 
     def _remove_reader(self) -> None:
         self._reader_installed = False

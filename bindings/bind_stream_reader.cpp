@@ -1,0 +1,154 @@
+// bindings/bind_stream_reader.cpp — the native read path of stream transports.
+//
+// For a transport whose protocol is a plain asyncio.Protocol, the readiness callback is not a
+// Python handle but a stream_reader: on each readable event it does, in C++, what the
+// transport's Python _read_data would do — one recv() through the loop's buffer, then
+// protocol.data_received(bytes) by vectorcall inside the transport's context — and calls back
+// into the Python transport only for end of stream and errors. BufferedProtocol and debug
+// mode keep the Python reader. docs/architecture.md, "Networking", has the measurements.
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "handle_object.hpp"
+#include "loop_object.hpp"
+#include "module_state.hpp"
+
+namespace pyloop::bindings {
+namespace {
+
+// One installed reader. Reference-counted because io_watch retains it for each dispatch.
+// Thread safety: the loop's thread, GIL held (invoke and discard run in the callback phase
+// or under the GIL at close).
+struct stream_reader {
+  int refs = 1;             // io_watch's installed reference + one per running dispatch
+  int fd;                   // the transport's socket
+  loop_object* loop;        // borrowed: the loop outlives its watches
+  nb::object transport;     // the Python transport (slow paths: _on_eof, _fatal_error)
+  nb::object protocol;      // its protocol (data_received)
+  nb::object context;       // contextvars.Context captured at install, as a Handle would
+};
+
+void release(stream_reader* r) noexcept {
+  if (--r->refs == 0) delete r;
+}
+
+callback_status report(stream_reader* r, const char* message) noexcept {
+  if (exiting_exception_pending()) return callback_status::abort;
+  nb::object exc = take_exception();
+  nb::object text = nb::steal(PyUnicode_FromString(message));
+  nb::object done = nb::steal(
+      PyObject_CallMethod(r->transport.ptr(), "_fatal_error", "OO", exc.ptr(), text.ptr()));
+  if (done.is_valid()) return callback_status::done;
+  if (exiting_exception_pending()) return callback_status::abort;
+  PyErr_WriteUnraisable(r->transport.ptr());
+  return callback_status::done;
+}
+
+callback_status read_once(stream_reader* r) noexcept {
+  loop_object* loop = r->loop;
+  if (loop->read_buffer == nullptr) {
+    loop->read_buffer = static_cast<char*>(PyMem_RawMalloc(read_buffer_size));
+    if (loop->read_buffer == nullptr) {
+      PyErr_NoMemory();
+      return report(r, "Fatal read error on socket transport");
+    }
+  }
+  ssize_t received;
+  do {
+    received = ::recv(r->fd, loop->read_buffer, read_buffer_size, 0);
+  } while (received < 0 && errno == EINTR);
+  if (received < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return callback_status::done;
+    PyErr_SetFromErrno(PyExc_OSError);
+    return report(r, "Fatal read error on socket transport");
+  }
+  if (received == 0) {
+    nb::object done = nb::steal(PyObject_CallMethod(r->transport.ptr(), "_on_eof", nullptr));
+    if (done.is_valid()) return callback_status::done;
+    return report(r, "Fatal error: protocol.eof_received() call failed.");
+  }
+  nb::object data = nb::steal(PyBytes_FromStringAndSize(loop->read_buffer, received));
+  if (!data.is_valid()) return report(r, "Fatal read error on socket transport");
+  PyObject* argv[] = {r->protocol.ptr(), data.ptr()};
+  nb::object done = nb::steal(PyObject_VectorcallMethod(
+      state().str_data_received.ptr(), argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
+  if (done.is_valid()) return callback_status::done;
+  return report(r, "Fatal error: protocol.data_received() call failed.");
+}
+
+callback_status invoke_reader(void* payload) noexcept {
+  auto* r = static_cast<stream_reader*>(payload);
+  callback_status status = callback_status::done;
+  if (PyContext_Enter(r->context.ptr()) == 0) {
+    status = read_once(r);
+    if (PyContext_Exit(r->context.ptr()) < 0 && status == callback_status::done) {
+      PyErr_WriteUnraisable(r->transport.ptr());
+    }
+  } else {
+    PyErr_WriteUnraisable(r->transport.ptr());
+  }
+  release(r);
+  return status;
+}
+
+void discard_reader(void* payload) noexcept { release(static_cast<stream_reader*>(payload)); }
+void retain_reader(void* payload) noexcept { ++static_cast<stream_reader*>(payload)->refs; }
+bool never_cancelled(const void*) noexcept { return false; }
+
+const callback_ops reader_ops{invoke_reader, discard_reader, never_cancelled, nullptr,
+                              retain_reader};
+
+}  // namespace
+
+bool is_stream_reader(const callback& cb) noexcept { return cb.ops == &reader_ops; }
+
+int traverse_stream_reader(void* payload, visitproc visit, void* arg) {
+  auto* r = static_cast<stream_reader*>(payload);
+  Py_VISIT(r->transport.ptr());
+  Py_VISIT(r->protocol.ptr());
+  Py_VISIT(r->context.ptr());
+  return 0;
+}
+
+// _add_stream_reader(fd, transport, protocol): installs the native read path on fd, replacing
+// any reader (a replaced Python handle is cancelled).
+PyObject* loop_add_stream_reader(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "_add_stream_reader() takes 3 arguments");
+    return nullptr;
+  }
+  loop_object* loop = as_loop(self);
+  if (loop->closed || loop->driver == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    return nullptr;
+  }
+  long fd = PyLong_AsLong(args[0]);
+  if (fd == -1 && PyErr_Occurred()) return nullptr;
+  nb::object context = nb::steal(PyContext_CopyCurrent());
+  if (!context.is_valid()) return nullptr;
+  auto* r = new stream_reader();
+  r->fd = static_cast<int>(fd);
+  r->loop = loop;
+  r->transport = nb::borrow(args[1]);
+  r->protocol = nb::borrow(args[2]);
+  r->context = std::move(context);
+  callback replaced;
+  std::error_code ec =
+      loop->driver->watch(r->fd, io_watch::direction::read, callback{&reader_ops, r}, replaced);
+  if (ec) {
+    release(r);
+    errno = ec.value();
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  if (replaced.ops == &reader_ops) {
+    replaced.discard();
+  } else if (replaced.ops != nullptr) {
+    nb::object old = release_from_queue(replaced.payload);
+    nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
+    if (!done.is_valid()) return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+}  // namespace pyloop::bindings
