@@ -300,20 +300,6 @@ PyObject* loop_native_stats(PyObject* self, PyObject*) {
                        static_cast<Py_ssize_t>(d->cancelled_timer_count()));
 }
 
-bool as_descriptor(PyObject* value, int& fd) {
-  long v = PyLong_AsLong(value);
-  if (v == -1 && PyErr_Occurred()) return false;
-  if (v < 0) {
-    PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", v);
-    return false;
-  }
-  if (v > INT_MAX) {  // what epoll registration raises for it in asyncio
-    PyErr_SetString(PyExc_OverflowError, "file descriptor is greater than maximum");
-    return false;
-  }
-  fd = static_cast<int>(v);
-  return true;
-}
 
 // _add_reader(fd, callback, *args) / _add_writer(...): installs a readiness callback on an
 // integer descriptor (PyLoop.add_reader validates and converts first). A callback already
@@ -339,13 +325,7 @@ PyObject* add_watch(PyObject* self, PyObject* const* args, size_t nargsf, io_wat
     errno = ec.value();
     return PyErr_SetFromErrno(PyExc_OSError);
   }
-  if (replaced.ops != nullptr && is_stream_reader(replaced)) {
-    replaced.discard();
-  } else if (replaced.ops != nullptr) {
-    nb::object old = release_from_queue(replaced.payload);
-    nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
-    if (!done.is_valid()) return nullptr;
-  }
+  if (!dispose_watch_callback(replaced)) return nullptr;
   return result.release().ptr();
 }
 
@@ -362,13 +342,7 @@ PyObject* remove_watch(PyObject* self, PyObject* fd_object, io_watch::direction 
   if (loop->closed) Py_RETURN_FALSE;
   callback removed = loop->driver->unwatch(fd, d);
   if (removed.ops == nullptr) Py_RETURN_FALSE;
-  if (is_stream_reader(removed)) {
-    removed.discard();
-    Py_RETURN_TRUE;
-  }
-  nb::object old = release_from_queue(removed.payload);
-  nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
-  if (!done.is_valid()) return nullptr;
+  if (!dispose_watch_callback(removed)) return nullptr;
   Py_RETURN_TRUE;
 }
 
@@ -405,16 +379,7 @@ PyObject* loop_recv(PyObject* self, PyObject* fd_object) {
   loop_object* loop = as_loop(self);
   int fd;
   if (!as_descriptor(fd_object, fd)) return nullptr;
-  if (loop->read_buffer == nullptr) {
-    loop->read_buffer = static_cast<char*>(PyMem_RawMalloc(read_buffer_size));
-    if (loop->read_buffer == nullptr) return PyErr_NoMemory();
-  }
-  ssize_t received;
-  do {
-    received = ::recv(fd, loop->read_buffer, read_buffer_size, 0);
-  } while (received < 0 && errno == EINTR);
-  if (received < 0) return PyErr_SetFromErrno(PyExc_OSError);
-  return PyBytes_FromStringAndSize(loop->read_buffer, received);
+  return recv_bytes(loop, fd).release().ptr();
 }
 
 PyObject* get_debug_flag(PyObject* self, void*) { return PyBool_FromLong(as_loop(self)->debug); }
@@ -684,6 +649,54 @@ PyType_Spec loop_spec = {"data_bridge.pyloop._pyloop.Loop", sizeof(loop_object),
                          Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE, loop_slots};
 
 }  // namespace
+
+// Helpers shared with the other loop files (declared in loop_object.hpp).
+
+bool as_descriptor(PyObject* value, int& fd) {
+  long v = PyLong_AsLong(value);
+  if (v == -1 && PyErr_Occurred()) return false;
+  if (v < 0) {
+    PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", v);
+    return false;
+  }
+  if (v > INT_MAX) {  // what epoll registration raises for it in asyncio
+    PyErr_SetString(PyExc_OverflowError, "file descriptor is greater than maximum");
+    return false;
+  }
+  fd = static_cast<int>(v);
+  return true;
+}
+
+nb::object recv_bytes(loop_object* loop, int fd) {
+  if (loop->read_buffer == nullptr) {
+    loop->read_buffer = static_cast<char*>(PyMem_RawMalloc(read_buffer_size));
+    if (loop->read_buffer == nullptr) {
+      PyErr_NoMemory();
+      return nb::object();
+    }
+  }
+  ssize_t received;
+  do {
+    received = ::recv(fd, loop->read_buffer, read_buffer_size, 0);
+  } while (received < 0 && errno == EINTR);
+  if (received < 0) {
+    PyErr_SetFromErrno(PyExc_OSError);
+    return nb::object();
+  }
+  return nb::steal(PyBytes_FromStringAndSize(loop->read_buffer, received));
+}
+
+bool dispose_watch_callback(const callback& cb) {
+  if (cb.ops == nullptr) return true;
+  if (is_stream_reader(cb)) {
+    cb.discard();
+    return true;
+  }
+  // A Python handle: cancelled, as asyncio cancels a replaced or removed reader's handle.
+  nb::object old = release_from_queue(cb.payload);
+  nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
+  return done.is_valid();
+}
 
 void export_loop(nb::module_& m) {
   PyObject* type = PyType_FromSpec(&loop_spec);

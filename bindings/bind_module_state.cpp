@@ -43,14 +43,11 @@ void export_module_state(nb::module_& m) {
   s.gaierror = nb::module_::import_("socket").attr("gaierror");
   s.kwnames_loop = nb::make_tuple("loop");
   s.kwnames_loop_name_context = nb::make_tuple("loop", "name", "context");
-  s.kwnames_context = nb::make_tuple("context");
   auto interned = [](const char* name) { return nb::steal(PyUnicode_InternFromString(name)); };
   s.str_context = interned("context");
   s.str_check_thread = interned("_check_thread");
   s.str_check_callback = interned("_check_callback");
   s.str_run_handle_debug = interned("_run_handle_debug");
-  s.str_get_debug = interned("get_debug");
-  s.str_set_name = interned("set_name");
   s.str_create_task_with_factory = interned("_create_task_with_factory");
   s.str_handle_signal = interned("_handle_signal");
   s.str_data_received = interned("data_received");

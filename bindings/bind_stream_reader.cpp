@@ -6,10 +6,6 @@
 // protocol.data_received(bytes) by vectorcall inside the transport's context — and calls back
 // into the Python transport only for end of stream and errors. BufferedProtocol and debug
 // mode keep the Python reader. docs/architecture.md, "Networking", has the measurements.
-#include <sys/socket.h>
-
-#include <cerrno>
-
 #include "handle_object.hpp"
 #include "loop_object.hpp"
 #include "module_state.hpp"
@@ -46,30 +42,19 @@ callback_status report(stream_reader* r, const char* message) noexcept {
 }
 
 callback_status read_once(stream_reader* r) noexcept {
-  loop_object* loop = r->loop;
-  if (loop->read_buffer == nullptr) {
-    loop->read_buffer = static_cast<char*>(PyMem_RawMalloc(read_buffer_size));
-    if (loop->read_buffer == nullptr) {
-      PyErr_NoMemory();
-      return report(r, "Fatal read error on socket transport");
+  nb::object data = recv_bytes(r->loop, r->fd);
+  if (!data.is_valid()) {
+    if (PyErr_ExceptionMatches(PyExc_BlockingIOError)) {  // readiness was spurious
+      PyErr_Clear();
+      return callback_status::done;
     }
-  }
-  ssize_t received;
-  do {
-    received = ::recv(r->fd, loop->read_buffer, read_buffer_size, 0);
-  } while (received < 0 && errno == EINTR);
-  if (received < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return callback_status::done;
-    PyErr_SetFromErrno(PyExc_OSError);
     return report(r, "Fatal read error on socket transport");
   }
-  if (received == 0) {
+  if (PyBytes_GET_SIZE(data.ptr()) == 0) {
     nb::object done = nb::steal(PyObject_CallMethod(r->transport.ptr(), "_on_eof", nullptr));
     if (done.is_valid()) return callback_status::done;
     return report(r, "Fatal error: protocol.eof_received() call failed.");
   }
-  nb::object data = nb::steal(PyBytes_FromStringAndSize(loop->read_buffer, received));
-  if (!data.is_valid()) return report(r, "Fatal read error on socket transport");
   PyObject* argv[] = {r->protocol.ptr(), data.ptr()};
   nb::object done = nb::steal(PyObject_VectorcallMethod(
       state().str_data_received.ptr(), argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
@@ -123,12 +108,12 @@ PyObject* loop_add_stream_reader(PyObject* self, PyObject* const* args, Py_ssize
     PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
     return nullptr;
   }
-  long fd = PyLong_AsLong(args[0]);
-  if (fd == -1 && PyErr_Occurred()) return nullptr;
+  int fd;
+  if (!as_descriptor(args[0], fd)) return nullptr;
   nb::object context = nb::steal(PyContext_CopyCurrent());
   if (!context.is_valid()) return nullptr;
   auto* r = new stream_reader();
-  r->fd = static_cast<int>(fd);
+  r->fd = fd;
   r->loop = loop;
   r->transport = nb::borrow(args[1]);
   r->protocol = nb::borrow(args[2]);
@@ -141,13 +126,7 @@ PyObject* loop_add_stream_reader(PyObject* self, PyObject* const* args, Py_ssize
     errno = ec.value();
     return PyErr_SetFromErrno(PyExc_OSError);
   }
-  if (replaced.ops == &reader_ops) {
-    replaced.discard();
-  } else if (replaced.ops != nullptr) {
-    nb::object old = release_from_queue(replaced.payload);
-    nb::object done = nb::steal(PyObject_CallMethod(old.ptr(), "cancel", nullptr));
-    if (!done.is_valid()) return nullptr;
-  }
+  if (!dispose_watch_callback(replaced)) return nullptr;
   Py_RETURN_NONE;
 }
 

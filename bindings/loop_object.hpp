@@ -42,6 +42,18 @@ void export_loop(nanobind::module_& m);
 // Loop._resolve (bindings/bind_resolver.cpp).
 PyObject* loop_resolve(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 
+// An integer descriptor from a Python int, with asyncio's errors (ValueError below 0,
+// OverflowError past the C range). False with the exception set.
+bool as_descriptor(PyObject* value, int& fd);
+
+// One recv() on fd through the loop's receive buffer, as bytes of the size received (b""
+// at end of stream); null with the errno's OSError subclass set (BlockingIOError if empty).
+nanobind::object recv_bytes(loop_object* loop, int fd);
+
+// Disposes of a readiness callback that was replaced or removed: a native stream reader is
+// released, a Python handle is cancelled. False with an exception set if cancel() raised.
+bool dispose_watch_callback(const pyloop::callback& cb);
+
 // Loop._add_stream_reader and the GC's view of its readers (bindings/bind_stream_reader.cpp).
 PyObject* loop_add_stream_reader(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 bool is_stream_reader(const pyloop::callback& cb) noexcept;

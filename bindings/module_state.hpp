@@ -34,13 +34,10 @@ struct module_state {
   nb::object gaierror;                        // socket.gaierror
   nb::object kwnames_loop;                    // ("loop",) for Future(loop=...)
   nb::object kwnames_loop_name_context;       // ("loop", "name", "context") for Task(...)
-  nb::object kwnames_context;                 // ("context",) for task factories
   nb::object str_context;                     // "context", to parse keyword arguments
   nb::object str_check_thread;                // "_check_thread"
   nb::object str_check_callback;              // "_check_callback"
   nb::object str_run_handle_debug;            // "_run_handle_debug"
-  nb::object str_get_debug;                   // "get_debug"
-  nb::object str_set_name;                    // "set_name"
   nb::object str_create_task_with_factory;    // "_create_task_with_factory"
   nb::object str_handle_signal;               // "_handle_signal"
   nb::object str_data_received;               // "data_received"
