@@ -283,6 +283,10 @@ PyObject* loop_run_forever_native(PyObject* self, PyObject*) {
 // `driver` is null, and every method checks `closed` (or the null) before using it.
 PyObject* loop_close_native(PyObject* self, PyObject*) {
   loop_object* loop = as_loop(self);
+  // Output written after the last turn (none normally: each turn ends with a flush) is sent
+  // now if the kernel takes it, as asyncio would have sent it at write() time.
+  if (!flush_stream_senders(self)) return nullptr;
+  drop_stream_senders(loop);
   loop->closed = true;
   if (loop->driver != nullptr) {
     loop->driver->clear();
@@ -293,11 +297,13 @@ PyObject* loop_close_native(PyObject* self, PyObject*) {
 }
 
 PyObject* loop_native_stats(PyObject* self, PyObject*) {
-  loop_driver* d = as_loop(self)->driver;
-  if (d == nullptr) return Py_BuildValue("{s:i,s:i,s:i}", "ready", 0, "timers", 0, "cancelled_timers", 0);
-  return Py_BuildValue("{s:n,s:n,s:n}", "ready", static_cast<Py_ssize_t>(d->ready_count()),
-                       "timers", static_cast<Py_ssize_t>(d->timer_count()), "cancelled_timers",
-                       static_cast<Py_ssize_t>(d->cancelled_timer_count()));
+  loop_object* loop = as_loop(self);
+  loop_driver* d = loop->driver;
+  auto count = [](std::size_t n) { return static_cast<Py_ssize_t>(n); };
+  return Py_BuildValue("{s:n,s:n,s:n,s:K}", "ready", d ? count(d->ready_count()) : 0, "timers",
+                       d ? count(d->timer_count()) : 0, "cancelled_timers",
+                       d ? count(d->cancelled_timer_count()) : 0, "sends",
+                       static_cast<unsigned long long>(loop->sends));
 }
 
 
@@ -530,7 +536,7 @@ PyObject* loop_new(PyTypeObject* type, PyObject*, PyObject*) {
     Py_DECREF(self);
     return PyErr_NoMemory();
   }
-  loop->driver->set_wait_hooks(wait_hooks{release_gil, retake_gil, self, dispatch_signals});
+  loop->driver->set_hooks(loop_hooks{release_gil, retake_gil, self, dispatch_signals, flush_stream_senders});
   return self;
 }
 
@@ -541,6 +547,9 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
   if (loop->pending_queries != nullptr) {
     for (const auto& [id, future] : *loop->pending_queries) Py_VISIT(future.ptr());
   }
+  if (loop->flush_list != nullptr) {
+    for (PyObject* sender : *loop->flush_list) Py_VISIT(sender);
+  }
   if (loop->driver == nullptr) return 0;
   int result = 0;
   loop->driver->for_each_queued([&](const callback& cb) {
@@ -549,6 +558,8 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
       result = traverse_queued_handle(cb.payload, visit, arg);
     } else if (is_stream_reader(cb)) {
       result = traverse_stream_reader(cb.payload, visit, arg);
+    } else if (is_stream_sender(cb)) {
+      result = visit(static_cast<PyObject*>(cb.payload), arg);
     }
   });
   return result;
@@ -561,6 +572,7 @@ int loop_clear(PyObject* self) {
     auto detached = std::move(*loop->pending_queries);
     loop->pending_queries->clear();
   }
+  drop_stream_senders(loop);
   if (loop->driver != nullptr) loop->driver->clear();
   return 0;
 }
@@ -574,6 +586,8 @@ void loop_dealloc(PyObject* self) {
   loop->task_factory.~object();
   delete loop->pending_queries;
   loop->pending_queries = nullptr;
+  delete loop->flush_list;
+  loop->flush_list = nullptr;
   PyMem_RawFree(loop->read_buffer);
   loop->read_buffer = nullptr;
   PyTypeObject* type = Py_TYPE(self);
@@ -618,7 +632,7 @@ PyMethodDef loop_methods[] = {
     {"_resolve", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_resolve)), METH_FASTCALL,
      "_resolve(host, port, family, type, proto, flags, future): getaddrinfo on the native runtime."},
     {"_add_stream_reader", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_add_stream_reader)), METH_FASTCALL,
-     "_add_stream_reader(fd, transport, protocol): the native read path of a stream transport."},
+     "_add_stream_reader(fd, transport, protocol, buffered): the native read path of a stream transport."},
     {"_recv", loop_recv, METH_O, "_recv(fd) -> bytes: one recv() through the loop's receive buffer."},
     {"_native_stats", loop_native_stats, METH_NOARGS, "Queue sizes, for tests and diagnostics."},
     {nullptr, nullptr, 0, nullptr},
@@ -690,6 +704,10 @@ bool dispose_watch_callback(const callback& cb) {
   if (cb.ops == nullptr) return true;
   if (is_stream_reader(cb)) {
     cb.discard();
+    return true;
+  }
+  if (is_stream_sender(cb)) {
+    forget_stream_sender_watch(cb);
     return true;
   }
   // A Python handle: cancelled, as asyncio cancels a replaced or removed reader's handle.

@@ -51,6 +51,9 @@ void export_module_state(nb::module_& m) {
   s.str_create_task_with_factory = interned("_create_task_with_factory");
   s.str_handle_signal = interned("_handle_signal");
   s.str_data_received = interned("data_received");
+  s.str_get_buffer = interned("get_buffer");
+  s.str_buffer_updated = interned("buffer_updated");
+  s.minus_one = nb::steal(PyLong_FromLong(-1));
 
   m.def("_install_glue", &install_glue, nb::arg("report_handle_exception"),
         nb::arg("handle_repr"), nb::arg("extract_stack"),

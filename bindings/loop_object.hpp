@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <unordered_map>
+#include <vector>
 
 #include "pyloop/loop_driver.hpp"
 
@@ -30,6 +31,9 @@ struct loop_object {
   // Futures of getaddrinfo queries running on the native runtime, by query id; lazy.
   std::unordered_map<std::uint64_t, nanobind::object>* pending_queries;
   std::uint64_t last_query_id;    // id of the latest query
+  // StreamSenders written to during this turn (strong references), flushed at its end; lazy.
+  std::vector<PyObject*>* flush_list;
+  std::uint64_t sends;            // sendmsg() calls of stream senders (diagnostics, tests)
 };
 
 // Size of the per-loop receive buffer: the most one transport read takes (asyncio's 256 KiB).
@@ -58,5 +62,15 @@ bool dispose_watch_callback(const pyloop::callback& cb);
 PyObject* loop_add_stream_reader(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 bool is_stream_reader(const pyloop::callback& cb) noexcept;
 int traverse_stream_reader(void* payload, visitproc visit, void* arg);
+
+// The native write path of stream transports (bindings/bind_stream_sender.cpp).
+void export_stream_sender(nanobind::module_& m);
+// The end_of_turn hook: every sender written to this turn sends its queue.
+bool flush_stream_senders(void* loop) noexcept;
+// Drops the loop's list of senders to flush (close, GC).
+void drop_stream_senders(loop_object* loop) noexcept;
+bool is_stream_sender(const pyloop::callback& cb) noexcept;
+// Disposes of a sender's writability watch that someone else removed or replaced.
+void forget_stream_sender_watch(const pyloop::callback& cb) noexcept;
 
 }  // namespace pyloop::bindings

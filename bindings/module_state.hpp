@@ -41,6 +41,9 @@ struct module_state {
   nb::object str_create_task_with_factory;    // "_create_task_with_factory"
   nb::object str_handle_signal;               // "_handle_signal"
   nb::object str_data_received;               // "data_received"
+  nb::object str_get_buffer;                  // "get_buffer"
+  nb::object str_buffer_updated;              // "buffer_updated"
+  nb::object minus_one;                       // -1, get_buffer's size hint
   // Python glue installed by the package (data_bridge/pyloop/_glue.py) at import:
   nb::object report_handle_exception;  // (handle, exc) -> None: builds the context dict
   nb::object handle_repr;              // (handle) -> str, asyncio's Handle repr format
@@ -70,6 +73,17 @@ inline nb::object take_exception() noexcept {
   if (traceback != nullptr && value != nullptr) PyException_SetTraceback(value, traceback);
   nb::object keep_type = nb::steal(type), keep_traceback = nb::steal(traceback);
   return nb::steal(value);
+#endif
+}
+
+// Puts an exception taken with take_exception() back into the error indicator.
+inline void restore_exception(nb::object exc) noexcept {
+#if PY_VERSION_HEX >= 0x030C0000
+  PyErr_SetRaisedException(exc.release().ptr());
+#else
+  PyObject* value = exc.release().ptr();
+  PyErr_Restore(Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(value))), value,
+                PyException_GetTraceback(value));
 #endif
 }
 

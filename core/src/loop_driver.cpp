@@ -106,10 +106,17 @@ run_status loop_driver::run_once() {
   move_due_timers();
 
   // Snapshot the count: callbacks queued from now on run next turn, as in _run_once.
+  run_status status = run_status::stopped;
   for (std::size_t todo = ready_.size(); todo > 0; --todo) {
-    if (ready_.pop().invoke() == callback_status::abort) return run_status::aborted;
+    if (ready_.pop().invoke() == callback_status::abort) {
+      status = run_status::aborted;
+      break;
+    }
   }
-  return run_status::stopped;
+  if (hooks_.end_of_turn != nullptr && !hooks_.end_of_turn(hooks_.data)) {
+    status = run_status::aborted;
+  }
+  return status;
 }
 
 run_status loop_driver::run_until_stopped() {

@@ -39,6 +39,32 @@ TEST(LoopDriver, Rule6_AbortLeavesTheRestQueued) {
   EXPECT_EQ(rec.ran, (std::vector<int>{0, 1, 2, 3}));
 }
 
+TEST(LoopDriver, Rule7_EndOfTurnRunsAfterTheCallbacksEvenWhenOneAborts) {
+  recorder rec;
+  loop_driver loop;
+  struct turn_log {
+    recorder* rec;
+    std::vector<std::size_t> ran_at_end;  // callbacks run when each end_of_turn fired
+  } log{&rec, {}};
+  loop_hooks hooks;
+  hooks.data = &log;
+  hooks.end_of_turn = [](void* d) noexcept {
+    auto* l = static_cast<turn_log*>(d);
+    l->ran_at_end.push_back(l->rec->ran.size());
+    return l->ran_at_end.size() != 3;  // the third turn's hook aborts
+  };
+  loop.set_hooks(hooks);
+  rec.abort_on = {1};
+  for (int i = 0; i < 3; ++i) loop.call_soon(rec.make(i));
+  EXPECT_EQ(loop.run_once(), run_status::aborted);
+  EXPECT_EQ(log.ran_at_end, (std::vector<std::size_t>{2}));
+  EXPECT_EQ(loop.run_once(), run_status::stopped);
+  EXPECT_EQ(log.ran_at_end, (std::vector<std::size_t>{2, 3}));
+  loop.call_soon(rec.make(3));  // ready work: the next turn does not block
+  EXPECT_EQ(loop.run_once(), run_status::aborted);
+  EXPECT_EQ(rec.ran, (std::vector<int>{0, 1, 2, 3}));
+}
+
 TEST(LoopDriver, StopIsHonouredAfterTheIterationCompletes) {
   recorder rec;
   loop_driver loop;
@@ -104,7 +130,7 @@ TEST(LoopDriver, Rule1_ThreadsafeCallbackWakesABlockedWait) {
     int* before;
     int* after;
   } c{&hooks_before, &hooks_after};
-  loop.set_wait_hooks(wait_hooks{[](void* d) noexcept { ++*static_cast<counters*>(d)->before; },
+  loop.set_hooks(loop_hooks{[](void* d) noexcept { ++*static_cast<counters*>(d)->before; },
                                  [](void* d) noexcept {
                                    ++*static_cast<counters*>(d)->after;
                                    return true;
@@ -129,7 +155,7 @@ TEST(LoopDriver, ReadyWorkNeverWaits) {
   recorder rec;
   loop_driver loop;
   int waits = 0;
-  loop.set_wait_hooks(wait_hooks{[](void* d) noexcept { ++*static_cast<int*>(d); }, nullptr, &waits});
+  loop.set_hooks(loop_hooks{[](void* d) noexcept { ++*static_cast<int*>(d); }, nullptr, &waits});
   loop.call_at(loop_driver::now() + 3600, rec.make(99));
   for (int i = 0; i < 100; ++i) {
     loop.call_soon(rec.make(i));
@@ -165,7 +191,7 @@ TEST(LoopDriver, Rule3_InterruptPipeEndsABlockedWaitAndHookCanAbort) {
   ASSERT_GE(fd, 0);
   EXPECT_EQ(loop.interrupt_fd(ec), fd);  // created once
   bool abort_next = true;
-  loop.set_wait_hooks(wait_hooks{nullptr, [](void* d) noexcept { return !*static_cast<bool*>(d); },
+  loop.set_hooks(loop_hooks{nullptr, [](void* d) noexcept { return !*static_cast<bool*>(d); },
                                  &abort_next});
   const double start = loop_driver::now();
   std::thread writer([fd] {

@@ -10,8 +10,10 @@
 //      through the interrupt pipe are handed to the on_signals hook (add_signal_handler);
 //   5. timers due before now + clock resolution move, in deadline order, to the ready queue;
 //   6. exactly the callbacks ready at this point run, in FIFO order: anything they schedule
-//      runs in the next iteration. A callback that aborts ends the iteration at once and the
-//      rest stay queued.
+//      runs in the next iteration. A callback that aborts ends the callback phase at once and
+//      the rest stay queued;
+//   7. the end_of_turn hook runs (aborted or not): transports send what their callbacks
+//      wrote during the turn, one system call per transport.
 // docs/architecture.md repeats this list; tests/cpp/loop_driver_test.cpp tests it rule by rule.
 #pragma once
 
@@ -34,16 +36,19 @@
 
 namespace pyloop {
 
-// Code run just before and just after the loop blocks (the bindings drop and retake the GIL,
-// then run pending signal handlers). after_wait returning false aborts the iteration: its
-// error is the caller's to report, as with a callback that aborts.
-// on_signals runs (in phase 4) when signal numbers arrived through the interrupt pipe; it
-// takes them with take_signals(). Returning false aborts the iteration likewise.
-struct wait_hooks {
+// Code the bindings run at fixed points of an iteration. before_wait and after_wait run just
+// before and just after the loop blocks (the bindings drop and retake the GIL). after_wait
+// returning false aborts the iteration: its error is the caller's to report, as with a
+// callback that aborts. on_signals runs (in phase 4) when signal numbers arrived through the
+// interrupt pipe; it takes them with take_signals(). Returning false aborts likewise.
+// end_of_turn runs after the callback phase (phase 7), also when a callback aborted (it must
+// then leave that error in place). Returning false aborts the iteration likewise.
+struct loop_hooks {
   void (*before_wait)(void* data) noexcept = nullptr;
   bool (*after_wait)(void* data) noexcept = nullptr;
   void* data = nullptr;
   bool (*on_signals)(void* data) noexcept = nullptr;
+  bool (*end_of_turn)(void* data) noexcept = nullptr;
 };
 
 enum class run_status : unsigned char {
@@ -83,7 +88,7 @@ class loop_driver {
   // Discards everything queued: ready callbacks, timers, and cross-thread hand-overs.
   void clear();
 
-  void set_wait_hooks(wait_hooks hooks) noexcept { hooks_ = hooks; }
+  void set_hooks(loop_hooks hooks) noexcept { hooks_ = hooks; }
 
   // The write end of a pipe that ends a blocked wait when written to (for signal wakeups);
   // created on first call. Returns -1 and sets ec if it cannot be created.
@@ -137,7 +142,7 @@ class loop_driver {
   timer_heap timers_;                     // callbacks waiting for a deadline
   threadsafe_queue incoming_;             // callbacks handed over by other threads
   std::atomic<bool> wakeup_posted_{false};  // a wakeup is queued in io_, not yet run
-  wait_hooks hooks_;                      // run around the blocking wait
+  loop_hooks hooks_;                      // run around the wait and at the end of a turn
   interrupt_pipe interrupt_{io_};         // signal wakeups; unopened until asked for
   std::size_t io_sources_ = 0;            // registered I/O sources (see add_io_source)
   std::unordered_map<int, io_watch*> watches_;  // readiness callbacks by descriptor

@@ -1,10 +1,15 @@
 """data_bridge/pyloop/_transport.py — the stream transport of TCP and Unix connections.
 
-A complete asyncio stream transport built on the loop's native readiness callbacks: it reads
-when the socket is readable, tries every write at once and buffers only the remainder, and
-applies asyncio's flow control (it derives from asyncio's _FlowControlMixin, so it is an
-asyncio.Transport and honours the same water marks). It is the reference implementation
-that the native C++ transport replaces on the hot path (docs/architecture.md, "Transports").
+A complete asyncio stream transport (it derives from asyncio's _FlowControlMixin, so it is an
+asyncio.Transport and honours the same water marks) whose hot paths are native:
+- reading: the loop's native stream reader calls data_received (Protocol) or receives
+  straight into get_buffer()'s buffer (BufferedProtocol) without a Python frame; debug mode
+  uses the Python readers below, which asyncio's debug checks can see;
+- writing: write() and writelines() are the native StreamSender's (bindings/
+  bind_stream_sender.cpp): writes of one loop turn are sent together at its end, one
+  sendmsg() per transport; what the kernel does not take waits for writability natively.
+This class keeps the protocol's life cycle: connection_made, close, abort, write_eof, errors,
+flow control and connection_lost, in asyncio's order (docs/architecture.md, "Transports").
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import logging
 import socket
 import warnings
 from asyncio import base_events, constants, futures, protocols, transports, trsock
+
+from ._pyloop import StreamSender, install_stream_methods
 
 logger = logging.getLogger("asyncio")
 
@@ -33,10 +40,16 @@ def _set_nodelay(sock) -> None:
 class SocketTransport(transports._FlowControlMixin, transports.Transport):
     """asyncio.Transport over a connected stream socket."""
 
+    # `_sender` is a slot so the native write() finds it at a fixed offset.
+    __slots__ = ("_sender", "__dict__", "__weakref__")
+
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        # Before the mixin's __init__, which sets the water marks through
+        # _set_write_buffer_limits (the sender keeps the high-water mark).
+        self._sender = StreamSender(loop, sock.fileno(), self)
         super().__init__(extra, loop)
         self._extra["socket"] = trsock.TransportSocket(sock)
         try:
@@ -54,11 +67,8 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         self._reader_installed = False  # the loop has our read callback on the socket
         self.set_protocol(protocol)
         self._server = server
-        self._buffer = bytearray()
-        self._conn_lost = 0  # writes attempted after the connection was lost
         self._closing = False
         self._paused = False  # reading paused by pause_reading()
-        self._eof = False  # write_eof() was called
         self._empty_waiter = None  # sendfile waits here for the write buffer to drain
         if self._server is not None:
             if _SERVER_TRACKS_TRANSPORTS:
@@ -83,8 +93,8 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         info.append(f"fd={self._sock_fd}")
         if self._sock is not None and self._loop is not None and not self._loop.is_closed():
             info.append("read=" + ("polling" if self.is_reading() else "idle"))
-            writing = "polling" if self._buffer else "idle"
-            info.append(f"write=<{writing}, bufsize={len(self._buffer)}>")
+            writing = "polling" if self._sender.waiting else "idle"
+            info.append(f"write=<{writing}, bufsize={self._sender.pending}>")
         return "<{}>".format(" ".join(info))
 
     def __del__(self, _warn=warnings.warn) -> None:
@@ -119,10 +129,12 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def _install_reader(self) -> None:
         self._reader_installed = True
-        if self._read_ready == self._read_data and not self._loop.get_debug():
-            # The native read path: recv and data_received without a Python frame between
-            # (bindings/bind_stream_reader.cpp). It calls _on_eof and _fatal_error below.
-            self._loop._add_stream_reader(self._sock_fd, self, self._protocol)
+        if not self._loop.get_debug():
+            # The native read path: recv and data_received (or get_buffer/buffer_updated)
+            # without a Python frame between (bindings/bind_stream_reader.cpp). It calls
+            # _on_eof and _fatal_error below.
+            buffered = self._read_ready == self._read_into_buffer
+            self._loop._add_stream_reader(self._sock_fd, self, self._protocol, buffered)
         else:
             self._loop._add_reader(self._sock_fd, self._read_ready)
 
@@ -150,7 +162,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             logger.debug("%r resumes reading", self)
 
     def _read_data(self) -> None:
-        if self._conn_lost:
+        if self._sender.lost:
             return
         try:
             data = self._loop._recv(self._sock_fd)
@@ -172,7 +184,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
     def _read_into_buffer(self) -> None:
-        if self._conn_lost:
+        if self._sender.lost:
             return
         try:
             buffer = self._protocol.get_buffer(-1)
@@ -218,86 +230,40 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         else:
             self.close()
 
-    # -- writing -------------------------------------------------------------------------
-
-    def write(self, data) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
-            )
-        if self._eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to write; sendfile is in progress")
-        if not data:
-            return
-        if self._conn_lost:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
-            return
-        if not self._buffer:
-            # Nothing queued: try the socket at once and queue only what it did not take.
-            try:
-                sent = self._sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on socket transport")
-                return
-            if sent == len(data):
-                return
-            data = memoryview(data).cast("B")[sent:]
-            self._loop._add_writer(self._sock_fd, self._on_writable)
-        self._buffer.extend(data)
-        self._maybe_pause_protocol()
-
-    def writelines(self, list_of_data) -> None:
-        # One send for the lot (writes during one callback cost one system call).
-        self.write(b"".join(list_of_data))
-
-    def _on_writable(self) -> None:
-        if self._conn_lost:
-            return
-        try:
-            sent = self._sock.send(self._buffer)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop._remove_writer(self._sock_fd)
-            self._buffer.clear()
-            self._fatal_error(exc, "Fatal write error on socket transport")
-            if self._empty_waiter is not None:
-                self._empty_waiter.set_exception(exc)
-            return
-        if sent:
-            del self._buffer[:sent]
-        self._maybe_resume_protocol()
-        if not self._buffer:
-            self._loop._remove_writer(self._sock_fd)
-            if self._empty_waiter is not None:
-                self._empty_waiter.set_result(None)
-            if self._closing:
-                self._call_connection_lost(None)
-            elif self._eof:
-                self._sock.shutdown(socket.SHUT_WR)
+    # -- writing: write() and writelines() are native (install_stream_methods below) --------
 
     def write_eof(self) -> None:
-        if self._closing or self._eof:
+        if self._closing or self._sender.eof:
             return
-        self._eof = True
-        if not self._buffer:
+        self._sender.eof = True
+        if not self._sender.buffer_size():
             self._sock.shutdown(socket.SHUT_WR)
+        # Otherwise the queue drains first; _on_drained then shuts the write side.
 
     def can_write_eof(self) -> bool:
         return True
 
     def get_write_buffer_size(self) -> int:
-        return len(self._buffer)
+        return self._sender.buffer_size()
+
+    def _set_write_buffer_limits(self, high=None, low=None) -> None:
+        super()._set_write_buffer_limits(high, low)
+        self._sender.high_water = self._high_water
+
+    # Called by the native sender on its slow paths.
+
+    def _on_write_error(self, exc) -> None:
+        self._fatal_error(exc, "Fatal write error on socket transport")
+        if self._empty_waiter is not None:
+            self._empty_waiter.set_exception(exc)
+
+    def _on_drained(self) -> None:
+        if self._empty_waiter is not None:
+            self._empty_waiter.set_result(None)
+        if self._closing:
+            self._call_connection_lost(None)
+        elif self._sender.eof:
+            self._sock.shutdown(socket.SHUT_WR)
 
     # -- closing -------------------------------------------------------------------------
 
@@ -309,11 +275,10 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             return
         self._closing = True
         self._remove_reader()
-        if not self._buffer:
-            self._conn_lost += 1
-            self._loop._remove_writer(self._sock_fd)
+        if not self._sender.buffer_size():
+            self._sender.lost += 1
             self._loop.call_soon(self._call_connection_lost, None)
-        # Otherwise the buffer drains first; _on_writable then finishes the close.
+        # Otherwise the queue drains first; _on_drained then finishes the close.
 
     def abort(self) -> None:
         self._force_close(None)
@@ -335,15 +300,15 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         self._force_close(exc)
 
     def _force_close(self, exc) -> None:
-        if self._conn_lost:
+        if self._sender.lost:
             return
-        if self._buffer:
-            self._buffer.clear()
-            self._loop._remove_writer(self._sock_fd)
+        # What asyncio's write() would already have handed to the kernel goes out first,
+        # unless the writing itself failed.
+        self._sender.discard(exc is None or not isinstance(exc, OSError))
         if not self._closing:
             self._closing = True
             self._remove_reader()
-        self._conn_lost += 1
+        self._sender.lost += 1
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc) -> None:
@@ -351,6 +316,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             if self._protocol_connected:
                 self._protocol.connection_lost(exc)
         finally:
+            self._sender.detach()
             self._sock.close()
             self._sock = None
             self._protocol = None
@@ -371,9 +337,14 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._empty_waiter is not None:
             raise RuntimeError("Empty waiter is already set")
         self._empty_waiter = self._loop.create_future()
-        if not self._buffer:
+        self._sender.blocked = True
+        if not self._sender.buffer_size():
             self._empty_waiter.set_result(None)
         return self._empty_waiter
 
     def _reset_empty_waiter(self) -> None:
         self._empty_waiter = None
+        self._sender.blocked = False
+
+
+install_stream_methods(SocketTransport)

@@ -1,0 +1,158 @@
+# tests/python/test_net_write_path.py: the stream transport's write path where PyLoop queues
+# writes and sends them at the end of the loop turn (bindings/bind_stream_sender.cpp). Each
+# test runs on asyncio and PyLoop and asserts what a peer or the protocol can observe, so that
+# queueing never shows: data mutated after write(), abort() or close() right after write(),
+# get_write_buffer_size() after a small write, writes outside a running loop, pause_writing()
+# inside write(). The coalescing itself (one sendmsg per transport per turn) is PyLoop's own
+# and is checked through the loop's native send counter.
+
+import asyncio
+import socket
+
+import pytest
+
+from net_helpers import Recorder, connect_to_listener, payload, recv_exactly, recv_until_eof, run
+
+
+def is_pyloop(loop):
+    return hasattr(loop, "_native_stats")
+
+
+async def _close(transport, proto, peer):
+    transport.close()
+    peer.close()
+    await proto.lost
+
+
+def test_writes_of_one_callback_cost_one_send(loop):
+    header = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        before = loop._native_stats()["sends"] if is_pyloop(loop) else None
+        transport.write(header)
+        transport.write(b"hel")
+        transport.writelines([b"l", bytearray(b"o")])
+        await asyncio.sleep(0)  # the turn ends: everything is sent
+        if is_pyloop(loop):
+            assert loop._native_stats()["sends"] - before == 1
+        assert await recv_exactly(loop, peer, len(header) + 5) == header + b"hello"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
+
+
+def test_mutable_data_changed_after_write_is_sent_as_written(loop):
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        data = bytearray(b"before")
+        view_source = bytearray(b"memory")
+        transport.write(data)
+        transport.write(memoryview(view_source))
+        transport.writelines([data])
+        data[:] = b"AFTER!"
+        view_source[:] = b"CHANGE"
+        assert await recv_exactly(loop, peer, 18) == b"beforememorybefore"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
+
+
+def test_abort_right_after_write_still_delivers_what_was_written(loop):
+    # asyncio hands small writes to the kernel inside write(); abort() only drops what the
+    # kernel did not take. Queued writes must not be lost by abort().
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        transport.write(b"last words")
+        transport.abort()
+        await proto.lost
+        assert await recv_until_eof(loop, peer) == b"last words"
+        peer.close()
+
+    run(loop, main())
+
+
+def test_close_right_after_write_delivers_then_eof(loop):
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        transport.write(b"x" * 1000)
+        transport.writelines([b"y" * 10, b"z"])
+        transport.close()
+        assert transport.is_closing()
+        assert await recv_until_eof(loop, peer) == b"x" * 1000 + b"y" * 10 + b"z"
+        await proto.lost
+        peer.close()
+
+    run(loop, main())
+
+
+def test_small_write_leaves_nothing_buffered(loop):
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        transport.write(b"abc")
+        assert transport.get_write_buffer_size() == 0
+        assert await recv_exactly(loop, peer, 3) == b"abc"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
+
+
+def test_write_outside_the_running_loop_is_sent_at_once(loop):
+    transport, proto, peer = run(loop, connect_to_listener(loop, lambda: Recorder(loop)))
+    transport.write(b"no loop running")
+    peer.setblocking(True)
+    peer.settimeout(2.0)
+    assert peer.recv(100) == b"no loop running"
+    peer.setblocking(False)
+    run(loop, _close(transport, proto, peer))
+
+
+def test_write_past_high_water_pauses_inside_write(loop):
+    class Producer(Recorder):
+        def pause_writing(self):
+            super().pause_writing()
+            self.paused_inside = self.in_write
+
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Producer(loop))
+        transport.set_write_buffer_limits(high=1024, low=256)
+        proto.in_write = True
+        proto.paused_inside = None
+        transport.write(payload(8 << 20))  # far more than the kernel takes at once
+        proto.in_write = False
+        assert proto.paused_inside is True
+        assert transport.get_write_buffer_size() > 1024
+        got = await recv_exactly(loop, peer, 8 << 20)
+        assert got == payload(8 << 20)
+        await _close(transport, proto, peer)
+
+    run(loop, main(), timeout=10)
+
+
+def test_write_to_reset_peer_reports_connection_lost_with_error(loop):
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.close()  # RST
+        await asyncio.sleep(0.05)
+        for _ in range(3):
+            transport.write(b"into the void")
+            await asyncio.sleep(0.01)
+        exc = await proto.lost
+        assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
+        transport.write(b"after")  # dropped and counted, as asyncio does: no exception
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize("bad", ["text", 42, None])
+def test_writelines_rejects_non_bytes_and_writes_nothing(loop, bad):
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        with pytest.raises(TypeError):
+            transport.writelines([b"ok", bad])
+        transport.write(b"!")
+        assert await recv_exactly(loop, peer, 1) == b"!"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
