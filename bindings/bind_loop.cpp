@@ -631,6 +631,8 @@ PyMethodDef loop_methods[] = {
     {"_add_callback", loop_add_callback, METH_O, "Queue an existing Handle for the next iteration."},
     {"_resolve", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_resolve)), METH_FASTCALL,
      "_resolve(host, port, family, type, proto, flags, future): getaddrinfo on the native runtime."},
+    {"_resolve_name", loop_resolve_name, METH_VARARGS,
+     "_resolve_name(sockaddr, flags) -> future: getnameinfo on the native runtime."},
     {"_add_stream_reader", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_add_stream_reader)), METH_FASTCALL,
      "_add_stream_reader(fd, transport, protocol, buffered): the native read path of a stream transport."},
     {"_recv", loop_recv, METH_O, "_recv(fd) -> bytes: one recv() through the loop's receive buffer."},

@@ -1,9 +1,11 @@
-// bindings/bind_resolver.cpp — Loop._resolve: getaddrinfo on the native runtime, into a future.
+// bindings/bind_resolver.cpp — Loop._resolve and Loop._resolve_name: getaddrinfo and getnameinfo
+// on the native runtime, into a future.
 #include <netdb.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <cstdio>
 #include <memory>
 #include <unordered_map>
 
@@ -43,16 +45,22 @@ nb::object socket_address(const sockaddr* address, socklen_t) {
                                  static_cast<Py_ssize_t>(sizeof address->sa_data)));
 }
 
+// Sets the exception the socket module raises for a getaddrinfo/getnameinfo status: OSError
+// from errno for EAI_SYSTEM, else socket.gaierror(status, gai_strerror(status)).
+void set_gai_error(int status, int system_errno) {
+  if (status == EAI_SYSTEM) {
+    errno = system_errno;
+    PyErr_SetFromErrno(PyExc_OSError);
+    return;
+  }
+  nb::object error = nb::steal(Py_BuildValue("(is)", status, gai_strerror(status)));
+  if (error.is_valid()) PyErr_SetObject(state().gaierror.ptr(), error.ptr());
+}
+
 // The result list, or null with the exception socket.getaddrinfo would raise.
 nb::object query_result(const address_query& q) {
-  if (q.status == EAI_SYSTEM) {
-    errno = q.system_errno;
-    PyErr_SetFromErrno(PyExc_OSError);
-    return nb::object();
-  }
   if (q.status != 0) {
-    nb::object error = nb::steal(Py_BuildValue("(is)", q.status, gai_strerror(q.status)));
-    if (error.is_valid()) PyErr_SetObject(state().gaierror.ptr(), error.ptr());
+    set_gai_error(q.status, q.system_errno);
     return nb::object();
   }
   nb::object list = nb::steal(PyList_New(0));
@@ -73,17 +81,21 @@ void settle(PyObject* future, const char* method, PyObject* value) {
   nb::object done = nb::steal(PyObject_CallMethod(future, "done", nullptr));
   if (!done.is_valid()) return;
   if (done.ptr() == Py_True) return;  // cancelled while the query ran
-  nb::object ignored = nb::steal(PyObject_CallMethod(future, method, "O", value));
+  // "(O)", not "O": a tuple result (getnameinfo's) must arrive as one argument, not be spread.
+  nb::object ignored = nb::steal(PyObject_CallMethod(future, method, "(O)", value));
 }
 
-callback_status resolved(void* payload) noexcept {
-  std::unique_ptr<address_query> q(static_cast<address_query*>(payload));
-  loop_object* loop = static_cast<loop_object*>(q->owner);
-  auto found = loop->pending_queries->find(q->id);
-  if (found == loop->pending_queries->end()) return callback_status::done;
+// Removes and returns the future waiting for query id; empty if none is (the loop was cleared).
+nb::object take_future(loop_object* loop, std::uint64_t id) {
+  auto found = loop->pending_queries->find(id);
+  if (found == loop->pending_queries->end()) return nb::object();
   nb::object future = std::move(found->second);
   loop->pending_queries->erase(found);
-  nb::object result = query_result(*q);
+  return future;
+}
+
+// Completes future with result, or with the exception pending when result is empty.
+callback_status complete(const nb::object& future, const nb::object& result) {
   if (result.is_valid()) {
     settle(future.ptr(), "set_result", result.ptr());
   } else {
@@ -97,12 +109,35 @@ callback_status resolved(void* payload) noexcept {
   return callback_status::done;
 }
 
+callback_status resolved(void* payload) noexcept {
+  std::unique_ptr<address_query> q(static_cast<address_query*>(payload));
+  nb::object future = take_future(static_cast<loop_object*>(q->owner), q->id);
+  if (!future.is_valid()) return callback_status::done;
+  return complete(future, query_result(*q));
+}
+
+// getnameinfo's answer as socket.getnameinfo gives it: (host, service), both str from UTF-8.
+callback_status named(void* payload) noexcept {
+  std::unique_ptr<name_query> q(static_cast<name_query*>(payload));
+  nb::object future = take_future(static_cast<loop_object*>(q->owner), q->id);
+  if (!future.is_valid()) return callback_status::done;
+  nb::object result;
+  if (q->status != 0) {
+    set_gai_error(q->status, q->system_errno);
+  } else {
+    result = nb::steal(Py_BuildValue("(ss)", q->host.c_str(), q->service.c_str()));
+  }
+  return complete(future, result);
+}
+
 // Loop closed with the answer queued: the future stays pending, as an executor future would.
 void dropped(void* payload) noexcept { delete static_cast<address_query*>(payload); }
+void name_dropped(void* payload) noexcept { delete static_cast<name_query*>(payload); }
 
 bool never_cancelled(const void*) noexcept { return false; }
 
 const callback_ops query_ops{resolved, dropped, never_cancelled, nullptr, nullptr};
+const callback_ops name_query_ops{named, name_dropped, never_cancelled, nullptr, nullptr};
 
 bool optional_bytes(PyObject* value, std::optional<std::string>& out) {
   if (value == Py_None) return true;
@@ -112,6 +147,16 @@ bool optional_bytes(PyObject* value, std::optional<std::string>& out) {
   }
   out.emplace(PyBytes_AS_STRING(value), static_cast<size_t>(PyBytes_GET_SIZE(value)));
   return true;
+}
+
+// Files future under a new query id on the loop (where the GC sees it) and returns the id.
+std::uint64_t register_query(loop_object* loop, nb::object future) {
+  if (loop->pending_queries == nullptr) {
+    loop->pending_queries = new std::unordered_map<std::uint64_t, nb::object>();
+  }
+  std::uint64_t id = ++loop->last_query_id;
+  loop->pending_queries->emplace(id, std::move(future));
+  return id;
 }
 
 }  // namespace
@@ -137,14 +182,87 @@ PyObject* loop_resolve(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     if (v == -1 && PyErr_Occurred()) return nullptr;
     *ints[i] = static_cast<int>(v);
   }
-  if (loop->pending_queries == nullptr) {
-    loop->pending_queries = new std::unordered_map<std::uint64_t, nb::object>();
-  }
-  q->id = ++loop->last_query_id;
+  q->id = register_query(loop, nb::borrow(args[6]));
   q->owner = loop;
-  loop->pending_queries->emplace(q->id, nb::borrow(args[6]));
   resolve_async(loop->driver->mailbox(), std::move(q), &query_ops);
   Py_RETURN_NONE;
+}
+
+// _resolve_name(sockaddr, flags) -> future of (host, service). The arguments are read exactly
+// as socket.getnameinfo reads them (same conversions, same exceptions and messages, raised
+// here, before any future exists); only getnameinfo() itself, which may wait on a reverse DNS
+// lookup, runs on the native runtime.
+PyObject* loop_resolve_name(PyObject* self, PyObject* args) {
+  loop_object* loop = as_loop(self);
+  // First, as asyncio's run_in_executor checks it before the arguments are looked at.
+  if (loop->closed || loop->driver == nullptr) {
+    PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    return nullptr;
+  }
+  // The socket module's own argument formats: "i" raises its TypeError/OverflowError for
+  // flags and port, "s" refuses bytes and embedded NULs, "I" wraps flowinfo and scope_id
+  // modulo 2**32 (so -1 is caught below as out of range), and the ';' text replaces the
+  // message when the tuple has the wrong shape.
+  PyObject* sockaddr = nullptr;
+  int flags = 0;
+  if (!PyArg_ParseTuple(args, "Oi:getnameinfo", &sockaddr, &flags)) return nullptr;
+  if (!PyTuple_Check(sockaddr)) {
+    PyErr_SetString(PyExc_TypeError, "getnameinfo() argument 1 must be a tuple");
+    return nullptr;
+  }
+  const char* host = nullptr;
+  int port = 0;
+  unsigned int flowinfo = 0, scope_id = 0;
+  if (!PyArg_ParseTuple(sockaddr, "si|II;getnameinfo(): illegal sockaddr argument", &host, &port,
+                        &flowinfo, &scope_id)) {
+    return nullptr;
+  }
+  if (flowinfo > 0xfffff) {  // the 20 bits an IPv6 flow label has
+    PyErr_SetString(PyExc_OverflowError, "getnameinfo(): flowinfo must be 0-1048575.");
+    return nullptr;
+  }
+  // Audit hooks see the same event as for socket.getnameinfo, which asyncio's loop calls.
+  if (PySys_Audit("socket.getnameinfo", "(O)", sockaddr) < 0) return nullptr;
+
+  // The host must be numeric: it is parsed, never looked up, so this stays on the loop thread.
+  // The port goes in as decimal text, so getaddrinfo treats odd values (negative, above
+  // 65535) as the socket module's call does; only a negative one sends glibc to the local
+  // services database before it fails.
+  char port_text[16];
+  std::snprintf(port_text, sizeof port_text, "%d", port);
+  numeric_address parsed = parse_numeric_address(host, port_text);
+  if (parsed.status != 0) {
+    set_gai_error(parsed.status, parsed.system_errno);
+    return nullptr;
+  }
+  if (parsed.count > 1) {
+    PyErr_SetString(PyExc_OSError, "sockaddr resolved to multiple addresses");
+    return nullptr;
+  }
+  if (parsed.address.ss_family == AF_INET && PyTuple_GET_SIZE(sockaddr) != 2) {
+    PyErr_SetString(PyExc_OSError, "IPv4 sockaddr must be 2 tuple");
+    return nullptr;
+  }
+  if (parsed.address.ss_family == AF_INET6) {
+    // The tuple's flowinfo and scope_id win over the host text, even when they are absent:
+    // ("fe80::1%lo", 80) is named without its scope, as socket.getnameinfo names it.
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&parsed.address);
+    in6->sin6_flowinfo = htonl(flowinfo);
+    in6->sin6_scope_id = scope_id;
+  }
+
+  // Through create_future(), as asyncio wraps its executor future: a subclass's override
+  // makes the future here too.
+  nb::object future = nb::steal(PyObject_CallMethod(self, "create_future", nullptr));
+  if (!future.is_valid()) return nullptr;
+  auto q = std::make_unique<name_query>();
+  q->address = parsed.address;
+  q->address_length = parsed.length;
+  q->flags = flags;
+  q->id = register_query(loop, future);
+  q->owner = loop;
+  resolve_name_async(loop->driver->mailbox(), std::move(q), &name_query_ops);
+  return future.release().ptr();
 }
 
 }  // namespace pyloop::bindings

@@ -28,7 +28,7 @@ struct loop_object {
   bool watching_signals;          // the interrupt pipe counts as an I/O source
   nanobind::object task_factory;  // set_task_factory()'s callable; empty for asyncio.Task
   char* read_buffer;              // transports' receive buffer (read_buffer_size bytes), lazy
-  // Futures of getaddrinfo queries running on the native runtime, by query id; lazy.
+  // Futures of getaddrinfo/getnameinfo queries running on the native runtime, by id; lazy.
   std::unordered_map<std::uint64_t, nanobind::object>* pending_queries;
   std::uint64_t last_query_id;    // id of the latest query
   // StreamSenders written to during this turn (strong references), flushed at its end; lazy.
@@ -43,8 +43,9 @@ inline loop_object* as_loop(PyObject* o) noexcept { return reinterpret_cast<loop
 
 void export_loop(nanobind::module_& m);
 
-// Loop._resolve (bindings/bind_resolver.cpp).
+// Loop._resolve and Loop._resolve_name (bindings/bind_resolver.cpp).
 PyObject* loop_resolve(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+PyObject* loop_resolve_name(PyObject* self, PyObject* args);
 
 // An integer descriptor from a Python int, with asyncio's errors (ValueError below 0,
 // OverflowError past the C range). False with the exception set.

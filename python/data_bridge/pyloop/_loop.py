@@ -459,7 +459,17 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.
     _getaddrinfo_debug = base_events.BaseEventLoop._getaddrinfo_debug
 
     async def getnameinfo(self, sockaddr, flags=0):
-        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+        """socket.getnameinfo() on the native runtime's threads (not a Python executor).
+
+        Debug mode takes this path too: asyncio's getnameinfo logs nothing of its own (it only
+        runs socket.getnameinfo in the executor), so there is no debug output to keep.
+        """
+        if self._executor_shutdown_called:
+            # asyncio's getnameinfo fails once the default executor is shut down (after the
+            # closed-loop check); it keeps that contract here though no executor is involved.
+            self._check_closed()
+            raise RuntimeError("Executor shutdown has been called")
+        return await self._resolve_name(sockaddr, flags)
 
 
 def _encode_host(host):
