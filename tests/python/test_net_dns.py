@@ -434,11 +434,13 @@ def test_getnameinfo_does_not_use_the_default_executor(loop, loop_factory):
         assert executor.submitted == [socket.getnameinfo]
 
 
-def test_getnameinfo_after_default_executor_shutdown(loop):
+def test_lookups_after_default_executor_shutdown(loop):
     async def main():
         await loop.shutdown_default_executor()
         with pytest.raises(RuntimeError, match="Executor shutdown has been called"):
             await loop.getnameinfo(("127.0.0.1", 80), 0)
+        with pytest.raises(RuntimeError, match="Executor shutdown has been called"):
+            await loop.getaddrinfo("127.0.0.1", 80)
 
     run(loop, main())
 

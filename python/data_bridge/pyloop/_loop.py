@@ -439,8 +439,17 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.
 
     # -- name resolution -----------------------------------------------------------------
 
+    def _check_resolver_usable(self) -> None:
+        # asyncio resolves in the default executor, so its lookups fail once that executor is
+        # shut down (after the closed-loop check); PyLoop keeps the contract though it uses
+        # no executor.
+        if self._executor_shutdown_called:
+            self._check_closed()
+            raise RuntimeError("Executor shutdown has been called")
+
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
         """socket.getaddrinfo() on the native runtime's threads (not a Python executor)."""
+        self._check_resolver_usable()
         if self.get_debug():
             # Debug mode logs each lookup and its duration, as asyncio does.
             return await self.run_in_executor(
@@ -464,11 +473,7 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.
         Debug mode takes this path too: asyncio's getnameinfo logs nothing of its own (it only
         runs socket.getnameinfo in the executor), so there is no debug output to keep.
         """
-        if self._executor_shutdown_called:
-            # asyncio's getnameinfo fails once the default executor is shut down (after the
-            # closed-loop check); it keeps that contract here though no executor is involved.
-            self._check_closed()
-            raise RuntimeError("Executor shutdown has been called")
+        self._check_resolver_usable()
         return await self._resolve_name(sockaddr, flags)
 
 
