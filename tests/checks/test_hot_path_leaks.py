@@ -1,4 +1,4 @@
-"""tests/checks/test_hot_path_leaks.py — a million hot-path round trips leave memory flat.
+"""tests/checks/test_hot_path_leaks.py — hot-path round trips leave memory flat.
 
 Each scenario runs a warm-up batch, then measures the number of live GC-tracked objects and
 the process RSS, runs the full million, and measures again. A leaked reference per call
@@ -70,13 +70,18 @@ def future_round_trips(loop, n):
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc for RSS")
 @pytest.mark.parametrize("scenario", [call_soon_round_trips, call_later_round_trips, future_round_trips])
 def test_hot_path_leaves_objects_and_rss_flat(scenario):
+    assert_flat(scenario, warm_up=20_000, count=ROUND_TRIPS)
+
+
+def assert_flat(scenario, warm_up, count):
+    """Runs scenario(loop, warm_up), then scenario(loop, count): objects and RSS stay flat."""
     loop = pyloop.new_event_loop()
     try:
-        scenario(loop, 20_000)  # warm up free lists, allocator arenas, caches
+        scenario(loop, warm_up)  # warm up free lists, allocator arenas, caches
         gc.collect()
         objects_before = len(gc.get_objects())
         rss_before = rss_bytes()
-        scenario(loop, ROUND_TRIPS)
+        scenario(loop, count)
         gc.collect()
         objects_after = len(gc.get_objects())
         rss_after = rss_bytes()
@@ -189,3 +194,64 @@ def test_garbage_loop_with_a_queued_self_cycle_collects_its_callbacks():
         del loop, owner
         gc.collect()
     assert [r() for r in refs] == [None, None]
+
+
+# -- transports: the native read and write paths --------------------------------------------
+
+TRANSPORT_ROUND_TRIPS = 100_000
+
+
+class _Echo(asyncio.Protocol):
+    """Writes every message back as two writes and a writelines (the coalesced path)."""
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data[:1])
+        self.transport.writelines([data[1:2], bytearray(data[2:])])
+
+
+class _BufferedEcho(asyncio.BufferedProtocol):
+    def __init__(self):
+        self.buffer = bytearray(4096)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.transport.write(memoryview(self.buffer)[:nbytes])
+
+
+def _transport_round_trips(protocol_factory):
+    def scenario(loop, n):
+        import socket
+
+        async def main():
+            server_sock, client_sock = socket.socketpair()
+            transport, _ = await loop.connect_accepted_socket(protocol_factory, server_sock)
+            client_sock.setblocking(False)
+            message = b"0123456789abcdef"
+            for _ in range(n):
+                await loop.sock_sendall(client_sock, message)
+                got = b""
+                while len(got) < len(message):
+                    got += await loop.sock_recv(client_sock, 64)
+                assert got == message
+            transport.close()
+            client_sock.close()
+            await asyncio.sleep(0)
+
+        loop.run_until_complete(main())
+
+    scenario.__name__ = f"round_trips_{protocol_factory.__name__}"
+    return scenario
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc for RSS")
+@pytest.mark.parametrize("protocol_factory", [_Echo, _BufferedEcho], ids=["protocol", "buffered"])
+def test_transport_round_trips_leave_objects_and_rss_flat(protocol_factory):
+    assert_flat(_transport_round_trips(protocol_factory), warm_up=5_000, count=TRANSPORT_ROUND_TRIPS)
