@@ -11,4 +11,5 @@ NB_MODULE(_pyloop, m) {
   export_module_state(m);
   export_handle(m);
   export_loop(m);
+  export_sock_ops(m);
 }
