@@ -560,6 +560,8 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
       result = traverse_stream_reader(cb.payload, visit, arg);
     } else if (is_stream_sender(cb)) {
       result = visit(static_cast<PyObject*>(cb.payload), arg);
+    } else if (is_sock_op(cb)) {
+      result = traverse_sock_op(cb.payload, visit, arg);
     }
   });
   return result;
@@ -636,6 +638,12 @@ PyMethodDef loop_methods[] = {
     {"_add_stream_reader", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_add_stream_reader)), METH_FASTCALL,
      "_add_stream_reader(fd, transport, protocol, buffered): the native read path of a stream transport."},
     {"_recv", loop_recv, METH_O, "_recv(fd) -> bytes: one recv() through the loop's receive buffer."},
+    {"_sock_recv", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_sock_recv)), METH_FASTCALL,
+     "_sock_recv(sock, n): sock_recv's native attempt: bytes, an awaitable, or NotImplemented."},
+    {"_sock_recv_into", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_sock_recv_into)), METH_FASTCALL,
+     "_sock_recv_into(sock, buf): sock_recv_into's native attempt: int, an awaitable, or NotImplemented."},
+    {"_sock_sendall", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(loop_sock_sendall)), METH_FASTCALL,
+     "_sock_sendall(sock, data): sock_sendall's native attempt: None, an awaitable, or NotImplemented."},
     {"_native_stats", loop_native_stats, METH_NOARGS, "Queue sizes, for tests and diagnostics."},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -683,33 +691,70 @@ bool as_descriptor(PyObject* value, int& fd) {
   return true;
 }
 
-nb::object recv_bytes(loop_object* loop, int fd) {
-  if (loop->read_buffer == nullptr) {
-    loop->read_buffer = static_cast<char*>(PyMem_RawMalloc(read_buffer_size));
-    if (loop->read_buffer == nullptr) {
-      PyErr_NoMemory();
-      return nb::object();
-    }
-  }
+namespace {
+
+// recv() retried on EINTR.
+ssize_t receive(int fd, char* into, Py_ssize_t size) noexcept {
   ssize_t received;
   do {
-    received = ::recv(fd, loop->read_buffer, read_buffer_size, 0);
+    received = ::recv(fd, into, static_cast<size_t>(size), 0);
   } while (received < 0 && errno == EINTR);
+  return received;
+}
+
+}  // namespace
+
+nb::object recv_bytes(loop_object* loop, int fd, Py_ssize_t size, bool& would_block) {
+  would_block = false;
+  ssize_t received;
+  nb::object out;
+  if (size > read_buffer_size) {
+    // Larger than the loop's buffer: one recv of up to `size` bytes, as socket.recv(size)
+    // does, into its own bytes object, shrunk below to what arrived.
+    out = nb::steal(PyBytes_FromStringAndSize(nullptr, size));
+    if (!out.is_valid()) return nb::object();
+    received = receive(fd, PyBytes_AS_STRING(out.ptr()), size);
+  } else {
+    if (loop->read_buffer == nullptr) {
+      loop->read_buffer = static_cast<char*>(PyMem_RawMalloc(read_buffer_size));
+      if (loop->read_buffer == nullptr) {
+        PyErr_NoMemory();
+        return nb::object();
+      }
+    }
+    received = receive(fd, loop->read_buffer, size);
+  }
   if (received < 0) {
-    PyErr_SetFromErrno(PyExc_OSError);
+    // No exception object for the common "nothing yet": the sock_* wait path never needs one.
+    would_block = errno == EAGAIN || errno == EWOULDBLOCK;
+    if (!would_block) PyErr_SetFromErrno(PyExc_OSError);
     return nb::object();
   }
-  return nb::steal(PyBytes_FromStringAndSize(loop->read_buffer, received));
+  if (!out.is_valid()) return nb::steal(PyBytes_FromStringAndSize(loop->read_buffer, received));
+  if (received == size) return out;
+  PyObject* raw = out.release().ptr();
+  if (_PyBytes_Resize(&raw, received) < 0) return nb::object();
+  return nb::steal(raw);
+}
+
+nb::object recv_bytes(loop_object* loop, int fd) {
+  bool would_block;
+  nb::object data = recv_bytes(loop, fd, read_buffer_size, would_block);
+  if (would_block) {
+    errno = EAGAIN;  // what socket.recv raises: BlockingIOError
+    PyErr_SetFromErrno(PyExc_OSError);
+  }
+  return data;
 }
 
 bool dispose_watch_callback(const callback& cb) {
   if (cb.ops == nullptr) return true;
-  if (is_stream_reader(cb)) {
-    cb.discard();
+  if (is_stream_sender(cb)) {  // the sender must learn that its watch is gone
+    forget_stream_sender_watch(cb);
     return true;
   }
-  if (is_stream_sender(cb)) {
-    forget_stream_sender_watch(cb);
+  if (cb.ops != &handle_callback_ops) {  // native: a stream reader or a sock_* operation
+    cb.discard();
     return true;
   }
   // A Python handle: cancelled, as asyncio cancels a replaced or removed reader's handle.

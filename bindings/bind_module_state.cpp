@@ -40,7 +40,9 @@ void export_module_state(nb::module_& m) {
   nb::module_ asyncio = nb::module_::import_("asyncio");
   s.future_type = asyncio.attr("Future");
   s.task_type = asyncio.attr("Task");
-  s.gaierror = nb::module_::import_("socket").attr("gaierror");
+  nb::module_ socket = nb::module_::import_("socket");
+  s.gaierror = socket.attr("gaierror");
+  s.socket_type = socket.attr("socket");
   s.kwnames_loop = nb::make_tuple("loop");
   s.kwnames_loop_name_context = nb::make_tuple("loop", "name", "context");
   auto interned = [](const char* name) { return nb::steal(PyUnicode_InternFromString(name)); };
@@ -54,6 +56,13 @@ void export_module_state(nb::module_& m) {
   s.str_get_buffer = interned("get_buffer");
   s.str_buffer_updated = interned("buffer_updated");
   s.minus_one = nb::steal(PyLong_FromLong(-1));
+  s.str_fileno = interned("fileno");
+  s.str_gettimeout = interned("gettimeout");
+  s.str_create_future = interned("create_future");
+  s.str_ensure_fd_no_transport = interned("_ensure_fd_no_transport");
+  s.str_done = interned("done");
+  s.str_set_result = interned("set_result");
+  s.str_set_exception = interned("set_exception");
 
   m.def("_install_glue", &install_glue, nb::arg("report_handle_exception"),
         nb::arg("handle_repr"), nb::arg("extract_stack"),

@@ -54,9 +54,14 @@ bool as_descriptor(PyObject* value, int& fd);
 // One recv() on fd through the loop's receive buffer, as bytes of the size received (b""
 // at end of stream); null with the errno's OSError subclass set (BlockingIOError if empty).
 nanobind::object recv_bytes(loop_object* loop, int fd);
+// The same for at most `size` bytes: up to the loop's buffer size through that buffer,
+// beyond into a bytes object of `size` shrunk to what arrived, as socket.recv(size) does.
+// When the call would block: null, would_block set and no exception set.
+nanobind::object recv_bytes(loop_object* loop, int fd, Py_ssize_t size, bool& would_block);
 
-// Disposes of a readiness callback that was replaced or removed: a native stream reader is
-// released, a Python handle is cancelled. False with an exception set if cancel() raised.
+// Disposes of a readiness callback that was replaced or removed: a native one (stream
+// reader, sock_* operation) is released, a Python handle is cancelled. False with an
+// exception set if cancel() raised.
 bool dispose_watch_callback(const pyloop::callback& cb);
 
 // Loop._add_stream_reader and the GC's view of its readers (bindings/bind_stream_reader.cpp).
@@ -73,5 +78,13 @@ void drop_stream_senders(loop_object* loop) noexcept;
 bool is_stream_sender(const pyloop::callback& cb) noexcept;
 // Disposes of a sender's writability watch that someone else removed or replaced.
 void forget_stream_sender_watch(const pyloop::callback& cb) noexcept;
+// Loop._sock_recv, _sock_recv_into, _sock_sendall and the GC's view of the operations
+// waiting in the readiness registry (bindings/bind_sock_ops.cpp).
+PyObject* loop_sock_recv(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+PyObject* loop_sock_recv_into(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+PyObject* loop_sock_sendall(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
+bool is_sock_op(const pyloop::callback& cb) noexcept;
+int traverse_sock_op(void* payload, visitproc visit, void* arg);
+void export_sock_ops(nanobind::module_& m);
 
 }  // namespace pyloop::bindings

@@ -12,4 +12,5 @@ NB_MODULE(_pyloop, m) {
   export_handle(m);
   export_loop(m);
   export_stream_sender(m);
+  export_sock_ops(m);
 }

@@ -28,10 +28,12 @@ struct module_state {
   PyTypeObject* handle_type = nullptr;        // data_bridge.pyloop._pyloop.Handle
   PyTypeObject* timer_handle_type = nullptr;  // data_bridge.pyloop._pyloop.TimerHandle
   PyTypeObject* loop_type = nullptr;          // data_bridge.pyloop._pyloop.Loop
-  std::vector<nb::object> owned_types;        // keeps the three types above alive
+  PyTypeObject* sock_op_type = nullptr;       // a sock_* operation waiting for readiness
+  std::vector<nb::object> owned_types;        // keeps the types above alive
   nb::object future_type;                     // asyncio.Future (the C accelerated one)
   nb::object task_type;                       // asyncio.Task
   nb::object gaierror;                        // socket.gaierror
+  nb::object socket_type;                     // socket.socket: the only class sock_* serve natively
   nb::object kwnames_loop;                    // ("loop",) for Future(loop=...)
   nb::object kwnames_loop_name_context;       // ("loop", "name", "context") for Task(...)
   nb::object str_context;                     // "context", to parse keyword arguments
@@ -44,6 +46,13 @@ struct module_state {
   nb::object str_get_buffer;                  // "get_buffer"
   nb::object str_buffer_updated;              // "buffer_updated"
   nb::object minus_one;                       // -1, get_buffer's size hint
+  nb::object str_fileno;                      // "fileno"
+  nb::object str_gettimeout;                  // "gettimeout"
+  nb::object str_create_future;               // "create_future"
+  nb::object str_ensure_fd_no_transport;      // "_ensure_fd_no_transport"
+  nb::object str_done;                        // "done"
+  nb::object str_set_result;                  // "set_result"
+  nb::object str_set_exception;               // "set_exception"
   // Python glue installed by the package (data_bridge/pyloop/_glue.py) at import:
   nb::object report_handle_exception;  // (handle, exc) -> None: builds the context dict
   nb::object handle_repr;              // (handle) -> str, asyncio's Handle repr format

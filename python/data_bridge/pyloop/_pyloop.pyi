@@ -1,11 +1,17 @@
 # python/data_bridge/pyloop/_pyloop.pyi — typing stub of the native extension (kept in step
 # with bindings/ by tests/checks/test_stubs.py, which diffs it against the loaded module).
 from contextvars import Context
-from typing import Any, Callable, Coroutine, Generator, TypeVar
+from types import NotImplementedType
+from typing import Any, Awaitable, Callable, Coroutine, Generator, TypeVar
 
 import asyncio
+import socket
 
 _T = TypeVar("_T")
+_Buffer = bytes | bytearray | memoryview
+# What Loop._sock_recv & co. return when the call must wait: an awaitable of the call's
+# result, with unwatch() to remove its readiness callback (its class, SockOp, is not exported).
+_SockOp = Awaitable
 
 class Handle:
     def cancel(self) -> None: ...
@@ -79,6 +85,13 @@ class Loop:
     def _remove_reader(self, fd: int) -> bool: ...
     def _remove_writer(self, fd: int) -> bool: ...
     def _recv(self, fd: int) -> bytes: ...
+    def _sock_recv(self, sock: socket.socket, n: int) -> bytes | _SockOp[bytes] | NotImplementedType: ...
+    def _sock_recv_into(
+        self, sock: socket.socket, buf: _Buffer
+    ) -> int | _SockOp[int] | NotImplementedType: ...
+    def _sock_sendall(
+        self, sock: socket.socket, data: _Buffer
+    ) -> None | _SockOp[None] | NotImplementedType: ...
     def _add_stream_reader(self, fd: int, transport: Any, protocol: Any, buffered: bool) -> None: ...
     def _resolve(
         self,

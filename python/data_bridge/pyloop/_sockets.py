@@ -3,8 +3,10 @@
 add_reader/add_writer are native (the loop's io_watch registry on Asio's reactor); this
 module validates their arguments as asyncio does and builds the sock_* coroutines on them:
 each tries the system call at once and waits for readiness only when it would block. The
-readiness callback is removed as soon as the operation's future is done, cancellation
-included, so a cancelled sock_recv leaves the socket unregistered and usable.
+readiness callback is removed as soon as the operation is done, cancellation included, so a
+cancelled sock_recv leaves the socket unregistered and usable. sock_recv, sock_recv_into and
+sock_sendall, the per-message calls, do all of this natively for plain non-blocking sockets
+(bindings/bind_sock_ops.cpp); the rest, and those three for any other socket, stay here.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ class SocketMethods:
                 fileno = int(fileno.fileno())
             except (AttributeError, TypeError, ValueError):
                 raise ValueError(f"Invalid file object: {fd!r}") from None
-        transport = self._transports.get(fileno)
+        # The weak dictionary's own get() raises and catches KeyError on a miss, and a miss is
+        # what every sock_* wait looks up: read its mapping of weak references directly.
+        ref = self._transports.data.get(fileno)
+        transport = ref() if ref is not None else None
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
@@ -127,7 +132,52 @@ class SocketMethods:
         fut.add_done_callback(unregister)
         return fut
 
+    # sock_recv, sock_recv_into and sock_sendall first ask the native loop (Loop._sock_recv &
+    # co., bindings/bind_sock_ops.cpp), which tries the call in C++ and answers with the
+    # result, raises its error, or returns a SockOp to await: the call waits for readiness
+    # in a native callback that resolves the op's future. If the coroutine leaves the await
+    # otherwise (cancelled), op.unwatch() takes the callback out at once, as asyncio's
+    # done-callback removes its reader. NotImplemented means the native path does not serve
+    # this socket or argument (a subclass, a timeout, debug mode): the generic coroutines
+    # below, kept apart so that their closures cost the native path no cell variables.
+
     async def sock_recv(self, sock, n):
+        result = self._sock_recv(sock, n)
+        if result.__class__ is bytes:
+            return result
+        if result is NotImplemented:
+            return await self._generic_sock_recv(sock, n)
+        try:
+            return await result
+        except BaseException:
+            result.unwatch()
+            raise
+
+    async def sock_recv_into(self, sock, buf):
+        result = self._sock_recv_into(sock, buf)
+        if result.__class__ is int:
+            return result
+        if result is NotImplemented:
+            return await self._generic_sock_recv_into(sock, buf)
+        try:
+            return await result
+        except BaseException:
+            result.unwatch()
+            raise
+
+    async def sock_sendall(self, sock, data):
+        result = self._sock_sendall(sock, data)
+        if result is None:
+            return None
+        if result is NotImplemented:
+            return await self._generic_sock_sendall(sock, data)
+        try:
+            return await result
+        except BaseException:
+            result.unwatch()  # what was sent stays sent, as in asyncio
+            raise
+
+    async def _generic_sock_recv(self, sock, n):
         self._check_socket(sock)
         try:
             return sock.recv(n)
@@ -135,7 +185,7 @@ class SocketMethods:
             pass
         return await self._when_ready(sock, False, lambda: sock.recv(n))
 
-    async def sock_recv_into(self, sock, buf):
+    async def _generic_sock_recv_into(self, sock, buf):
         self._check_socket(sock)
         try:
             return sock.recv_into(buf)
@@ -143,25 +193,7 @@ class SocketMethods:
             pass
         return await self._when_ready(sock, False, lambda: sock.recv_into(buf))
 
-    async def sock_recvfrom(self, sock, bufsize):
-        self._check_socket(sock)
-        try:
-            return sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._when_ready(sock, False, lambda: sock.recvfrom(bufsize))
-
-    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
-        self._check_socket(sock)
-        if not nbytes:
-            nbytes = len(buf)
-        try:
-            return sock.recvfrom_into(buf, nbytes)
-        except (BlockingIOError, InterruptedError):
-            pass
-        return await self._when_ready(sock, False, lambda: sock.recvfrom_into(buf, nbytes))
-
-    async def sock_sendall(self, sock, data):
+    async def _generic_sock_sendall(self, sock, data):
         self._check_socket(sock)
         try:
             sent = sock.send(data)
@@ -180,6 +212,24 @@ class SocketMethods:
             return None
 
         return await self._when_ready(sock, True, send_rest)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        self._check_socket(sock)
+        try:
+            return sock.recvfrom(bufsize)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._when_ready(sock, False, lambda: sock.recvfrom(bufsize))
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        self._check_socket(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        try:
+            return sock.recvfrom_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._when_ready(sock, False, lambda: sock.recvfrom_into(buf, nbytes))
 
     async def sock_sendto(self, sock, data, address):
         self._check_socket(sock)
