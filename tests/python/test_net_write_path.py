@@ -156,3 +156,66 @@ def test_writelines_rejects_non_bytes_and_writes_nothing(loop, bad):
         await _close(transport, proto, peer)
 
     run(loop, main())
+
+
+def test_write_then_keyboard_interrupt_still_sends(loop):
+    # A callback writes, then KeyboardInterrupt leaves run_forever: on asyncio the data was
+    # already handed to the kernel; PyLoop's end-of-turn flush runs even when a callback aborts.
+    async def connect():
+        return await connect_to_listener(loop, lambda: Recorder(loop))
+
+    transport, proto, peer = run(loop, connect())
+
+    def write_and_interrupt():
+        transport.write(b"before the interrupt")
+        raise KeyboardInterrupt
+
+    loop.call_soon(write_and_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    peer.setblocking(True)
+    peer.settimeout(2.0)
+    assert peer.recv(100) == b"before the interrupt"
+    peer.setblocking(False)
+    run(loop, _close(transport, proto, peer))
+
+
+class _Collector(asyncio.BufferedProtocol):
+    def __init__(self, loop):
+        self.buffer = bytearray(8)  # small: a message arrives in several reads
+        self.data = bytearray()
+        self.lost = loop.create_future()
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buffer[:nbytes]
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_switching_between_protocol_and_buffered_protocol(loop):
+    async def main():
+        transport, first, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        await loop.sock_sendall(peer, b"plain")
+        await first.wait_bytes(5)
+        buffered = _Collector(loop)
+        transport.set_protocol(buffered)
+        await loop.sock_sendall(peer, b"into the protocol's own buffer")
+        for _ in range(200):
+            if len(buffered.data) >= 30:
+                break
+            await asyncio.sleep(0.005)
+        assert bytes(buffered.data) == b"into the protocol's own buffer"
+        last = Recorder(loop)
+        transport.set_protocol(last)
+        await loop.sock_sendall(peer, b"back")
+        assert await last.wait_bytes(4) == b"back"
+        assert bytes(first.data) == b"plain"
+        transport.close()
+        assert await last.lost is None
+        peer.close()
+
+    run(loop, main())
