@@ -556,12 +556,8 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
     if (result != 0) return;
     if (cb.ops == &handle_callback_ops || cb.ops == &timer_callback_ops) {
       result = traverse_queued_handle(cb.payload, visit, arg);
-    } else if (is_stream_reader(cb)) {
-      result = traverse_stream_reader(cb.payload, visit, arg);
-    } else if (is_stream_sender(cb)) {
-      result = visit(static_cast<PyObject*>(cb.payload), arg);
-    } else if (is_sock_op(cb)) {
-      result = traverse_sock_op(cb.payload, visit, arg);
+    } else if (const native_watch_kind* kind = native_kind_of(cb)) {
+      result = kind->traverse(cb.payload, visit, arg);
     }
   });
   return result;
@@ -747,13 +743,16 @@ nb::object recv_bytes(loop_object* loop, int fd) {
   return data;
 }
 
+const native_watch_kind* native_kind_of(const callback& cb) noexcept {
+  for (const native_watch_kind* kind : {&stream_reader_kind, &stream_sender_kind, &sock_op_kind}) {
+    if (cb.ops == &kind->ops) return kind;
+  }
+  return nullptr;
+}
+
 bool dispose_watch_callback(const callback& cb) {
   if (cb.ops == nullptr) return true;
-  if (is_stream_sender(cb)) {  // the sender must learn that its watch is gone
-    forget_stream_sender_watch(cb);
-    return true;
-  }
-  if (cb.ops != &handle_callback_ops) {  // native: a stream reader or a sock_* operation
+  if (native_kind_of(cb) != nullptr) {
     cb.discard();
     return true;
   }

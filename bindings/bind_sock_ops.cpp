@@ -191,11 +191,6 @@ void discard_op(void* payload) noexcept {
   nb::object registry_reference = nb::steal(static_cast<PyObject*>(payload));
 }
 
-void retain_op(void* payload) noexcept { nb::handle(static_cast<PyObject*>(payload)).inc_ref(); }
-
-bool never_cancelled(const void*) noexcept { return false; }
-
-const callback_ops op_ops{run_op, discard_op, never_cancelled, nullptr, retain_op};
 
 // A new operation on fd (not installed yet), after asyncio's checks before a wait: the
 // future from create_future(), and _ensure_fd_no_transport (RuntimeError if a transport
@@ -240,7 +235,7 @@ PyObject* start_watching(sock_op_object* created) {
   }
   callback replaced;
   std::error_code ec = loop->driver->watch(created->fd, direction_of(created->kind),
-                                           callback{&op_ops, Py_NewRef(op.ptr())}, replaced);
+                                           callback{&sock_op_kind.ops, Py_NewRef(op.ptr())}, replaced);
   if (ec) {
     nb::object rejected = nb::steal(op.ptr());  // the registry's reference
     errno = ec.value();
@@ -338,13 +333,10 @@ PyType_Spec op_spec = {"data_bridge.pyloop._pyloop.SockOp", sizeof(sock_op_objec
 
 }  // namespace
 
-bool is_sock_op(const callback& cb) noexcept { return cb.ops == &op_ops; }
-
-// The registry's reference to an installed operation: the operation itself is tracked.
-int traverse_sock_op(void* payload, visitproc visit, void* arg) {
-  Py_VISIT(static_cast<PyObject*>(payload));
-  return 0;
-}
+// The registry's reference to an installed operation: the operation itself is GC-tracked.
+const native_watch_kind sock_op_kind{
+    {run_op, discard_op, never_cancelled, nullptr, retain_object_payload},
+    traverse_object_payload};
 
 // _sock_recv(sock, n): bytes if recv() completed at once (b"" at end of stream), the OSError
 // if it failed, a SockOp to await if it would block, NotImplemented for the generic path.

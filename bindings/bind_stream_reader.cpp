@@ -124,22 +124,19 @@ callback_status invoke_reader(void* payload) noexcept {
 
 void discard_reader(void* payload) noexcept { release(static_cast<stream_reader*>(payload)); }
 void retain_reader(void* payload) noexcept { ++static_cast<stream_reader*>(payload)->refs; }
-bool never_cancelled(const void*) noexcept { return false; }
 
-const callback_ops reader_ops{invoke_reader, discard_reader, never_cancelled, nullptr,
-                              retain_reader};
-
-}  // namespace
-
-bool is_stream_reader(const callback& cb) noexcept { return cb.ops == &reader_ops; }
-
-int traverse_stream_reader(void* payload, visitproc visit, void* arg) {
+int traverse_reader(void* payload, visitproc visit, void* arg) {
   auto* r = static_cast<stream_reader*>(payload);
   Py_VISIT(r->transport.ptr());
   Py_VISIT(r->protocol.ptr());
   Py_VISIT(r->context.ptr());
   return 0;
 }
+
+}  // namespace
+
+const native_watch_kind stream_reader_kind{
+    {invoke_reader, discard_reader, never_cancelled, nullptr, retain_reader}, traverse_reader};
 
 // _add_stream_reader(fd, transport, protocol, buffered): installs the native read path on fd,
 // replacing any reader (a replaced Python handle is cancelled).
@@ -168,7 +165,7 @@ PyObject* loop_add_stream_reader(PyObject* self, PyObject* const* args, Py_ssize
   r->buffered = buffered != 0;
   callback replaced;
   std::error_code ec =
-      loop->driver->watch(r->fd, io_watch::direction::read, callback{&reader_ops, r}, replaced);
+      loop->driver->watch(r->fd, io_watch::direction::read, callback{&stream_reader_kind.ops, r}, replaced);
   if (ec) {
     release(r);
     errno = ec.value();

@@ -85,12 +85,13 @@ bool call_transport(stream_sender* s, const char* name, PyObject* arg = nullptr)
 // -- the writability watch ----------------------------------------------------------------
 
 callback_status on_writable(void* payload) noexcept;
-void release_watch_ref(void* payload) noexcept { Py_DECREF(static_cast<PyObject*>(payload)); }
-void retain_watch_ref(void* payload) noexcept { Py_INCREF(static_cast<PyObject*>(payload)); }
-bool never_cancelled(const void*) noexcept { return false; }
 
-const callback_ops writable_ops{on_writable, release_watch_ref, never_cancelled, nullptr,
-                                retain_watch_ref};
+// The watch's reference goes: removed by stop_watching(), replaced or removed by someone
+// else, or dropped with the loop. Either way the sender is no longer watching.
+void release_watch(void* payload) noexcept {
+  as_sender(static_cast<PyObject*>(payload))->watching = false;
+  Py_DECREF(static_cast<PyObject*>(payload));
+}
 
 bool start_watching(stream_sender* s) {
   loop_object* loop = as_loop(s->loop);
@@ -100,7 +101,7 @@ bool start_watching(stream_sender* s) {
   }
   callback replaced;
   std::error_code ec = loop->driver->watch(s->fd, io_watch::direction::write,
-                                           callback{&writable_ops, Py_NewRef(s)}, replaced);
+                                           callback{&stream_sender_kind.ops, Py_NewRef(s)}, replaced);
   if (ec) {
     Py_DECREF(s);
     errno = ec.value();
@@ -117,11 +118,7 @@ void stop_watching(stream_sender* s) noexcept {
   loop_object* loop = as_loop(s->loop);
   if (loop->driver == nullptr) return;  // the closed loop released its watches already
   callback removed = loop->driver->unwatch(s->fd, io_watch::direction::write);
-  if (removed.ops == &writable_ops) {
-    removed.discard();
-  } else if (!dispose_watch_callback(removed)) {
-    PyErr_WriteUnraisable(s->loop);
-  }
+  if (!dispose_watch_callback(removed)) PyErr_WriteUnraisable(s->loop);
 }
 
 // -- sending ------------------------------------------------------------------------------
@@ -541,12 +538,9 @@ void install_stream_methods(nb::handle cls) {
 
 }  // namespace
 
-bool is_stream_sender(const callback& cb) noexcept { return cb.ops == &writable_ops; }
-
-void forget_stream_sender_watch(const callback& cb) noexcept {
-  as_sender(static_cast<PyObject*>(cb.payload))->watching = false;
-  cb.discard();
-}
+const native_watch_kind stream_sender_kind{
+    {on_writable, release_watch, never_cancelled, nullptr, retain_object_payload},
+    traverse_object_payload};
 
 bool flush_stream_senders(void* loop_ptr) noexcept {
   loop_object* loop = as_loop(static_cast<PyObject*>(loop_ptr));

@@ -59,15 +59,36 @@ nanobind::object recv_bytes(loop_object* loop, int fd);
 // When the call would block: null, would_block set and no exception set.
 nanobind::object recv_bytes(loop_object* loop, int fd, Py_ssize_t size, bool& would_block);
 
-// Disposes of a readiness callback that was replaced or removed: a native one (stream
-// reader, sock_* operation) is released, a Python handle is cancelled. False with an
-// exception set if cancel() raised.
+// Disposes of a readiness callback that was replaced or removed: a native one is released
+// (its discard() tells its owner the watch is gone), a Python handle is cancelled. False
+// with an exception set if cancel() raised.
 bool dispose_watch_callback(const pyloop::callback& cb);
 
-// Loop._add_stream_reader and the GC's view of its readers (bindings/bind_stream_reader.cpp).
+// A kind of native readiness callback (stream reader, stream sender, sock_* operation): the
+// core's operations, and the garbage collector's view of the payload, which the loop's
+// tp_traverse visits while the callback is installed or queued.
+struct native_watch_kind {
+  pyloop::callback_ops ops;
+  int (*traverse)(void* payload, visitproc visit, void* arg);
+};
+extern const native_watch_kind stream_reader_kind;  // bindings/bind_stream_reader.cpp
+extern const native_watch_kind stream_sender_kind;  // bindings/bind_stream_sender.cpp
+extern const native_watch_kind sock_op_kind;        // bindings/bind_sock_ops.cpp
+
+// The native kind of cb, or null (a Python handle, or a core-internal entry).
+const native_watch_kind* native_kind_of(const pyloop::callback& cb) noexcept;
+
+// For native kinds: never cancelled while queued (they are removed, not cancelled).
+inline bool never_cancelled(const void*) noexcept { return false; }
+// For kinds whose payload is a Python object holding one reference per installation/run.
+inline void retain_object_payload(void* payload) noexcept { Py_INCREF(static_cast<PyObject*>(payload)); }
+inline int traverse_object_payload(void* payload, visitproc visit, void* arg) {
+  Py_VISIT(static_cast<PyObject*>(payload));
+  return 0;
+}
+
+// Loop._add_stream_reader (bindings/bind_stream_reader.cpp).
 PyObject* loop_add_stream_reader(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
-bool is_stream_reader(const pyloop::callback& cb) noexcept;
-int traverse_stream_reader(void* payload, visitproc visit, void* arg);
 
 // The native write path of stream transports (bindings/bind_stream_sender.cpp).
 void export_stream_sender(nanobind::module_& m);
@@ -75,16 +96,10 @@ void export_stream_sender(nanobind::module_& m);
 bool flush_stream_senders(void* loop) noexcept;
 // Drops the loop's list of senders to flush (close, GC).
 void drop_stream_senders(loop_object* loop) noexcept;
-bool is_stream_sender(const pyloop::callback& cb) noexcept;
-// Disposes of a sender's writability watch that someone else removed or replaced.
-void forget_stream_sender_watch(const pyloop::callback& cb) noexcept;
-// Loop._sock_recv, _sock_recv_into, _sock_sendall and the GC's view of the operations
-// waiting in the readiness registry (bindings/bind_sock_ops.cpp).
+// Loop._sock_recv, _sock_recv_into, _sock_sendall (bindings/bind_sock_ops.cpp).
 PyObject* loop_sock_recv(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 PyObject* loop_sock_recv_into(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
 PyObject* loop_sock_sendall(PyObject* self, PyObject* const* args, Py_ssize_t nargs);
-bool is_sock_op(const pyloop::callback& cb) noexcept;
-int traverse_sock_op(void* payload, visitproc visit, void* arg);
 void export_sock_ops(nanobind::module_& m);
 
 }  // namespace pyloop::bindings
