@@ -18,11 +18,8 @@ bool make_nonblocking_cloexec(int fd) {
 
 }  // namespace
 
-interrupt_pipe::interrupt_pipe(asio::io_context& io) : reader_(io) {}
-
 interrupt_pipe::~interrupt_pipe() {
-  asio::error_code ignored;
-  reader_.close(ignored);  // closes the read end and cancels the pending wait
+  if (read_fd_ >= 0) ::close(read_fd_);
   if (write_fd_ >= 0) ::close(write_fd_);
 }
 
@@ -36,33 +33,15 @@ std::error_code interrupt_pipe::open() {
     ::close(fds[1]);
     return ec;
   }
-  asio::error_code ec;
-  reader_.assign(fds[0], ec);
-  if (ec) {
-    ::close(fds[0]);
-    ::close(fds[1]);
-    return ec;
-  }
+  read_fd_ = fds[0];
   write_fd_ = fds[1];
-  arm();
   return {};
-}
-
-void interrupt_pipe::arm() {
-  if (armed_) return;
-  armed_ = true;
-  reader_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
-    armed_ = false;
-    if (ec == asio::error::operation_aborted) return;  // closing
-    drain();
-    arm();
-  });
 }
 
 void interrupt_pipe::drain() noexcept {
   unsigned char buffer[256];
   ssize_t got;
-  while ((got = ::read(reader_.native_handle(), buffer, sizeof buffer)) > 0) {
+  while ((got = ::read(read_fd_, buffer, sizeof buffer)) > 0) {
     for (ssize_t i = 0; i < got; ++i) seen_[buffer[i]] = true;
     any_signal_ = true;
   }

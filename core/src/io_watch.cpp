@@ -1,9 +1,5 @@
-// core/src/io_watch.cpp — readiness waits, dispatch through the ready queue, and teardown.
+// core/src/io_watch.cpp — interest registration, dispatch through the ready queue, teardown.
 #include "pyloop/io_watch.hpp"
-
-#include <sys/stat.h>
-
-#include <cerrno>
 
 namespace pyloop {
 
@@ -12,53 +8,44 @@ const callback_ops io_watch::read_dispatch_ops{dispatch_read, drop_read, never_c
 const callback_ops io_watch::write_dispatch_ops{dispatch_write, drop_write, never_cancelled,
                                                 nullptr, nullptr};
 
-io_watch::io_watch(asio::io_context& io, ready_queue& ready, int fd)
-    : descriptor_(io), ready_(ready), fd_(fd) {}
-
-io_watch::~io_watch() = default;
-
-std::error_code io_watch::open() {
-  // epoll refuses regular files and directories (EPERM); Asio would accept them and never
-  // report readiness, so refuse them here as a selector-based loop does.
-  struct stat info;
-  if (::fstat(fd_, &info) != 0) return {errno, std::generic_category()};
-  if (S_ISREG(info.st_mode) || S_ISDIR(info.st_mode)) return {EPERM, std::generic_category()};
-  asio::error_code ec;
-  descriptor_.assign(fd_, ec);
-  return ec;
+unsigned io_watch::interest() const noexcept {
+  return (has(direction::read) ? readable : 0u) | (has(direction::write) ? writable : 0u);
 }
 
-callback io_watch::install(direction d, callback cb) {
+std::error_code io_watch::install(direction d, callback cb, callback& replaced) {
+  const unsigned wanted = registered_ | bit(d);
+  if (std::error_code ec = set_.update(fd_, registered_, wanted)) {
+    replaced = callback{nullptr, nullptr};
+    return ec;
+  }
+  registered_ = wanted;
   side& s = side_[index(d)];
-  callback replaced = s.cb;
+  replaced = s.cb;
   s.cb = cb;
-  arm(d);
-  return replaced;
+  return {};
 }
 
 callback io_watch::remove(direction d) {
   side& s = side_[index(d)];
   callback removed = s.cb;
   s.cb = callback{nullptr, nullptr};
-  // A pending wait stays armed; when it fires with no callback installed nothing runs.
+  // A watch left with no callback is detached by its owner, which removes the descriptor
+  // from the set; otherwise narrow the interest to what is still installed. A failure means
+  // the descriptor is gone; the owner learns that from its next system call.
+  const unsigned wanted = interest();
+  if (wanted != 0 && set_.update(fd_, registered_, wanted) == std::error_code{}) {
+    registered_ = wanted;
+  }
   return removed;
 }
 
-void io_watch::arm(direction d) {
-  side& s = side_[index(d)];
-  if (s.waiting || s.queued || detached_ || s.cb.ops == nullptr) return;
-  s.waiting = true;
-  ++refs_;
-  const auto wait_type = d == direction::read ? asio::posix::stream_descriptor::wait_read
-                                              : asio::posix::stream_descriptor::wait_write;
-  descriptor_.async_wait(wait_type, [this, d](const asio::error_code& ec) {
-    side_[index(d)].waiting = false;
-    if (!ec && !detached_) on_ready(d);
-    release_ref();
-  });
+void io_watch::on_ready(unsigned bits) {
+  if (detached_) return;
+  if (bits & readable) queue(direction::read);
+  if (bits & writable) queue(direction::write);
 }
 
-void io_watch::on_ready(direction d) {
+void io_watch::queue(direction d) {
   side& s = side_[index(d)];
   if (s.cb.ops == nullptr || s.queued) return;
   s.queued = true;
@@ -75,7 +62,6 @@ callback_status io_watch::dispatch(direction d) noexcept {
     callback cb = s.cb;
     if (cb.ops->retain != nullptr) cb.ops->retain(cb.payload);
     status = cb.invoke();
-    arm(d);  // the callback may have removed itself or detached the watch; arm() checks
   }
   release_ref();
   return status;
@@ -106,9 +92,9 @@ void io_watch::detach() noexcept {
     s.cb = callback{nullptr, nullptr};
     if (cb.ops != nullptr) cb.discard();
   }
-  // Deregisters from the reactor without closing the caller's descriptor; pending waits
-  // complete later with operation_aborted and drop their references then.
-  (void)descriptor_.release();
+  // Removes the registration without closing the caller's descriptor.
+  (void)set_.update(fd_, registered_, 0);
+  registered_ = 0;
   release_ref();
 }
 

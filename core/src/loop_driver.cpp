@@ -5,16 +5,16 @@
 #include <chrono>
 #include <cmath>
 
-#include <asio/post.hpp>
 
 namespace pyloop {
 
-loop_driver::loop_driver() : keep_alive_(asio::make_work_guard(io_)) {}
+loop_driver::loop_driver() = default;
 
 loop_driver::~loop_driver() {
   mailbox_->close();  // first: no other thread may deliver to a driver being destroyed
   clear();
-  keep_alive_.reset();
+  // The readiness set owns its descriptor: Asio must forget it without closing it.
+  if (readiness_in_asio_.is_open()) (void)readiness_in_asio_.release();
 }
 
 double loop_driver::now() noexcept {
@@ -32,10 +32,8 @@ double loop_driver::clock_resolution() noexcept {
 void loop_driver::call_soon_threadsafe(callback cb) {
   incoming_.push(cb);
   // At most one wakeup is in flight: a busy loop drains the inbox every iteration anyway,
-  // and a waiting loop needs only one reason to return from the reactor.
-  if (!wakeup_posted_.exchange(true, std::memory_order_acq_rel)) {
-    asio::post(io_, [this] { wakeup_posted_.store(false, std::memory_order_release); });
-  }
+  // and a waiting loop needs only one reason to return from its wait.
+  if (!wakeup_posted_.exchange(true, std::memory_order_acq_rel)) readiness_.wake();
 }
 
 void loop_driver::take_incoming() {
@@ -48,23 +46,81 @@ double loop_driver::next_deadline() {
 }
 
 int loop_driver::interrupt_fd(std::error_code& ec) {
+  if (interrupt_.is_open()) return interrupt_.write_fd();
   ec = interrupt_.open();
+  if (!ec) ec = readiness_.update(interrupt_.read_fd(), 0, readable);
   return ec ? -1 : interrupt_.write_fd();
 }
 
+void loop_driver::collect(readiness_set::result ready) {
+  // The wait consumed any wakeup: the next call_soon_threadsafe must wake again. The exchange
+  // (not a store) orders the sender's queued callback before the take_incoming() after this.
+  (void)wakeup_posted_.exchange(false, std::memory_order_acq_rel);
+  for (const ready_descriptor& r : ready) {
+    if (r.fd == interrupt_.read_fd()) {
+      interrupt_.drain();
+      continue;
+    }
+    // A descriptor with no watch left is one whose removal the kernel could not apply (it
+    // was closed while a duplicate stays open); nothing runs for it, as with a selector.
+    auto found = watches_.find(r.fd);
+    if (found != watches_.end()) found->second->on_ready(r.bits);
+  }
+}
+
+void loop_driver::poll_asio() {
+  // An io_context stops when it runs out of work; restarting is what lets handlers that
+  // native code queued since then run.
+  if (io_.stopped()) io_.restart();
+  io_.poll();
+  asio_busy_ = !io_.stopped();
+}
+
+namespace {
+
+// Rounded up, as asyncio's selector timeouts are, so a wait never ends before a deadline.
+int to_milliseconds(double seconds) {
+  return seconds < 0 ? -1 : static_cast<int>(std::ceil(seconds * 1000.0));
+}
+
+}  // namespace
+
 bool loop_driver::wait(double timeout_seconds) {
   if (hooks_.before_wait) hooks_.before_wait(hooks_.data);
-  std::size_t handled;
-  if (timeout_seconds < 0) {
-    handled = io_.run_one();
+  if (asio_busy_) {
+    wait_inside_asio(timeout_seconds);
   } else {
-    handled = io_.run_one_for(std::chrono::duration_cast<std::chrono::nanoseconds>(
+    collect(readiness_.wait(to_milliseconds(timeout_seconds)));
+  }
+  return hooks_.after_wait == nullptr || hooks_.after_wait(hooks_.data);
+}
+
+void loop_driver::wait_inside_asio(double timeout_seconds) {
+  // Asio has native work pending (its timers, sockets or a work guard): block in Asio's
+  // reactor, where the readiness set is one more descriptor, so either side ends the wait.
+  bool nested = readiness_in_asio_.is_open();
+  if (!nested) {
+    asio::error_code ec;
+    readiness_in_asio_.assign(readiness_.native_handle(), ec);
+    nested = !ec;
+  }
+  if (nested) {
+    readiness_in_asio_.async_wait(asio::posix::stream_descriptor::wait_read,
+                                  [](const asio::error_code&) {});
+  } else if (timeout_seconds < 0 || timeout_seconds > 0.001) {
+    timeout_seconds = 0.001;  // Asio refused the set (never seen): look at both every 1 ms
+  }
+  if (timeout_seconds < 0) {
+    io_.run_one();
+  } else {
+    io_.run_one_for(std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::duration<double>(timeout_seconds)));
   }
-  // run_one returns after the first completion: take every other one already available,
-  // so all descriptors ready now are dispatched this iteration, as a selector reports them.
-  if (handled > 0 && io_sources_ > 0) io_.poll();
-  return hooks_.after_wait == nullptr || hooks_.after_wait(hooks_.data);
+  // The wait on the set is this iteration's only: cancelling it lets io_ run out of work
+  // once native work is done, and the loop go back to blocking in the set alone.
+  if (nested) readiness_in_asio_.cancel();
+  io_.poll();
+  collect(readiness_.wait(0));
 }
 
 void loop_driver::move_due_timers() {
@@ -85,9 +141,10 @@ void loop_driver::move_due_timers() {
 run_status loop_driver::run_once() {
   take_incoming();
   timers_.prune();
+  poll_asio();
 
   if (!ready_.empty() || stopping_) {
-    if (io_sources_ > 0) io_.poll();
+    if (io_sources_ > 0) collect(readiness_.wait(0));
   } else {
     double timeout = -1.0;
     if (!timers_.empty()) {
@@ -137,11 +194,9 @@ void loop_driver::clear() {
     remove_io_source();
   }
   watches_.clear();
-  ready_.clear();
+  ready_.clear();  // drops queued dispatches: the detached watches free themselves
   timers_.clear();
   incoming_.clear();
-  // Complete the waits that detaching aborted, so the watches free themselves now.
-  io_.poll();
 }
 
 std::error_code loop_driver::watch(int fd, io_watch::direction d, callback cb,
@@ -152,16 +207,16 @@ std::error_code loop_driver::watch(int fd, io_watch::direction d, callback cb,
   if (found != watches_.end()) {
     w = found->second;
   } else {
-    w = new io_watch(io_, ready_, fd);
-    if (std::error_code ec = w->open()) {
+    w = new io_watch(readiness_, ready_, fd);
+    if (std::error_code ec = w->install(d, cb, replaced)) {
       w->detach();
       return ec;
     }
     watches_.emplace(fd, w);
     add_io_source();
+    return {};
   }
-  replaced = w->install(d, cb);
-  return {};
+  return w->install(d, cb, replaced);
 }
 
 callback loop_driver::unwatch(int fd, io_watch::direction d) {

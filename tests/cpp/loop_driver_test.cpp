@@ -6,7 +6,10 @@
 #include <chrono>
 #include <thread>
 
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <asio/steady_timer.hpp>
 
 #include "test_callbacks.hpp"
 
@@ -202,6 +205,77 @@ TEST(LoopDriver, Rule3_InterruptPipeEndsABlockedWaitAndHookCanAbort) {
   EXPECT_EQ(loop.run_once(), run_status::aborted);  // unbounded wait, ended by the pipe
   writer.join();
   EXPECT_LT(loop_driver::now() - start, 5.0);
+}
+
+}  // namespace
+}  // namespace pyloop
+
+namespace pyloop {
+namespace {
+
+// Native asynchronous code shares the loop through io(): its handlers run on the loop's
+// thread, and while it has work pending the loop blocks inside Asio, where the loop's own
+// readiness set is one more descriptor.
+TEST(LoopDriver, Rule3_NativeAsioTimerCompletesWhileTheLoopWaits) {
+  recorder rec;
+  loop_driver loop;
+  asio::steady_timer timer(loop.io(), std::chrono::milliseconds(30));
+  timer.async_wait([&](const asio::error_code& ec) {
+    if (!ec) loop.call_soon(rec.make(1));
+  });
+  const double start = loop_driver::now();
+  // No timer of the loop's own and nothing ready: only Asio's timer can end the wait.
+  while (rec.ran.empty() && loop_driver::now() - start < 5.0) loop.run_once();
+  EXPECT_EQ(rec.ran, (std::vector<int>{1}));
+  EXPECT_GE(loop_driver::now() - start, 0.025);
+}
+
+TEST(LoopDriver, Rule3_ReadinessAndHandOversStillEndAWaitInsideAsio) {
+  recorder rec;
+  loop_driver loop;
+  asio::steady_timer pending(loop.io(), std::chrono::hours(1));  // keeps Asio busy
+  bool timer_cancelled = false;
+  pending.async_wait([&](const asio::error_code& ec) {
+    timer_cancelled = ec == asio::error::operation_aborted;
+  });
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  callback replaced;
+  ASSERT_FALSE(loop.watch(fds[0], io_watch::direction::read, rec.make(1), replaced));
+  std::thread peer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(::write(fds[1], "x", 1), 1);
+  });
+  const double start = loop_driver::now();
+  while (rec.ran.empty() && loop_driver::now() - start < 5.0) loop.run_once();
+  peer.join();
+  EXPECT_EQ(rec.ran, (std::vector<int>{1}));
+  callback removed = loop.unwatch(fds[0], io_watch::direction::read);
+  removed.discard();
+
+  callback cb = rec.make(2);
+  std::thread producer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    loop.call_soon_threadsafe(cb);
+  });
+  while (rec.ran.size() < 2 && loop_driver::now() - start < 5.0) loop.run_once();
+  producer.join();
+  EXPECT_EQ(rec.ran, (std::vector<int>{1, 2}));
+
+  // Once the native work is gone, the loop waits in its own set again and still wakes.
+  pending.cancel();
+  callback cb3 = rec.make(3);
+  std::thread late([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    loop.call_soon_threadsafe(cb3);
+  });
+  while (rec.ran.size() < 3 && loop_driver::now() - start < 5.0) loop.run_once();
+  late.join();
+  EXPECT_TRUE(timer_cancelled);
+  EXPECT_EQ(rec.ran, (std::vector<int>{1, 2, 3}));
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_EQ(rec.live, 0);
 }
 
 }  // namespace

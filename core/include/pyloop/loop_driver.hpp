@@ -3,9 +3,12 @@
 // One iteration (run_once) follows asyncio's BaseEventLoop._run_once, phase by phase:
 //   1. callbacks handed over from other threads join the ready queue;
 //   2. cancelled timers are pruned (all of them when they dominate, else those at the top);
-//   3. the wait: 0 when callbacks are ready or the loop is stopping, else until the next
-//      deadline (at most 24 hours), or indefinitely when no timer is scheduled. The wait is
-//      Asio's reactor; the wait hooks run around it (the bindings release the GIL there);
+//   3. Asio handlers that are ready run (native work sharing the loop; see io()). Then the
+//      wait: 0 when callbacks are ready or the loop is stopping, else until the next deadline
+//      (at most 24 hours, rounded up to the millisecond as asyncio does), or indefinitely
+//      when no timer is scheduled. The loop blocks in its own level-triggered readiness set
+//      (readiness_set), or, while Asio has work pending, in Asio with that set as one of its
+//      descriptors; the wait hooks run around it (the bindings release the GIL there);
 //   4. callbacks handed over during the wait join the ready queue, and signals that arrived
 //      through the interrupt pipe are handed to the on_signals hook (add_signal_handler);
 //   5. timers due before now + clock resolution move, in deadline order, to the ready queue;
@@ -22,14 +25,15 @@
 #include <system_error>
 #include <unordered_map>
 
-#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 
 #include "pyloop/callback.hpp"
 #include "pyloop/interrupt_pipe.hpp"
 #include "pyloop/io_watch.hpp"
 #include "pyloop/loop_mailbox.hpp"
 #include <memory>
+#include "pyloop/readiness_set.hpp"
 #include "pyloop/ready_queue.hpp"
 #include "pyloop/threadsafe_queue.hpp"
 #include "pyloop/timer_heap.hpp"
@@ -108,8 +112,9 @@ class loop_driver {
   callback unwatch(int fd, io_watch::direction d);
   bool watching(int fd, io_watch::direction d) const;
 
-  // I/O sources registered with the reactor. While there are none, an iteration with ready
-  // callbacks skips the reactor poll entirely: nothing but the wakeup could be reported.
+  // I/O sources registered in the readiness set. While there are none, an iteration with
+  // ready callbacks skips the readiness poll entirely: nothing but the wakeup could be
+  // reported.
   void add_io_source() noexcept { ++io_sources_; }
   void remove_io_source() noexcept { --io_sources_; }
 
@@ -119,6 +124,11 @@ class loop_driver {
   // Earliest live deadline, or a negative value when no timer is scheduled.
   double next_deadline();
 
+  // The loop's Asio context, for native asynchronous code that shares the loop (timers,
+  // sockets, C++ coroutines). Its handlers run on the loop's thread, in phase 3 or during
+  // the wait (without the GIL). Other threads hand work to the loop through mailbox() or
+  // call_soon_threadsafe(); posting to io() from another thread wakes the loop only while
+  // io() has work pending (hold a work guard), as with any Asio context.
   asio::io_context& io() noexcept { return io_; }
 
   // The address other threads' native work completes to (closed when the driver goes).
@@ -133,17 +143,22 @@ class loop_driver {
 
  private:
   bool wait(double timeout_seconds);
+  void wait_inside_asio(double timeout_seconds);
+  void poll_asio();
+  void collect(readiness_set::result ready);
   void take_incoming();
   void move_due_timers();
 
-  asio::io_context io_{1};  // the reactor; driven only from the loop's thread
-  asio::executor_work_guard<asio::io_context::executor_type> keep_alive_;  // io_ never runs dry
+  readiness_set readiness_;               // the descriptors the loop waits on, and its wakeup
+  asio::io_context io_{1};                // native Asio work; driven only from the loop's thread
+  asio::posix::stream_descriptor readiness_in_asio_{io_};  // readiness_ seen from io_ (not owned)
+  bool asio_busy_ = false;                // io_ had work pending at its last poll
   ready_queue ready_;                     // callbacks for the next iteration
   timer_heap timers_;                     // callbacks waiting for a deadline
   threadsafe_queue incoming_;             // callbacks handed over by other threads
-  std::atomic<bool> wakeup_posted_{false};  // a wakeup is queued in io_, not yet run
+  std::atomic<bool> wakeup_posted_{false};  // readiness_ was woken; no wait has seen it yet
   loop_hooks hooks_;                      // run around the wait and at the end of a turn
-  interrupt_pipe interrupt_{io_};         // signal wakeups; unopened until asked for
+  interrupt_pipe interrupt_;              // signal wakeups; unopened until asked for
   std::size_t io_sources_ = 0;            // registered I/O sources (see add_io_source)
   std::unordered_map<int, io_watch*> watches_;  // readiness callbacks by descriptor
   bool stopping_ = false;                 // stop() called; honoured after this iteration
