@@ -58,6 +58,40 @@ def test_mutable_data_changed_after_write_is_sent_as_written(loop):
     run(loop, main())
 
 
+def test_large_mutable_buffer_is_sent_inside_write(loop):
+    # Copying a large buffer to send it at the end of the turn costs more than the system
+    # call coalescing would save: PyLoop sends it inside write(), as asyncio does.
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        source = bytearray(payload(64 * 1024))
+        expected = bytes(source)
+        before = loop._native_stats()["sends"] if is_pyloop(loop) else None
+        transport.write(memoryview(source))
+        if is_pyloop(loop):
+            assert loop._native_stats()["sends"] - before == 1
+        assert transport.get_write_buffer_size() == 0
+        source[:] = bytes(len(source))  # the kernel has it already
+        transport.write(b"tail")  # joins the next send, after the buffer
+        assert await recv_exactly(loop, peer, len(expected) + 4) == expected + b"tail"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
+
+
+def test_large_buffer_the_kernel_takes_in_part_is_delivered_whole(loop):
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        transport.set_write_buffer_limits(high=64 * 1024 * 1024)
+        data = payload(8 * 1024 * 1024)  # more than the socket buffers hold
+        transport.write(memoryview(bytearray(data)))
+        assert transport.get_write_buffer_size() > 0
+        transport.write(b"end")
+        assert await recv_exactly(loop, peer, len(data) + 3) == data + b"end"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
+
+
 def test_abort_right_after_write_still_delivers_what_was_written(loop):
     # asyncio hands small writes to the kernel inside write(); abort() only drops what the
     # kernel did not take. Queued writes must not be lost by abort().
