@@ -222,6 +222,13 @@ PyObject* loop_stop(PyObject* self, PyObject*) {
 }
 
 PyObject* loop_create_future(PyObject* self, PyObject*) {
+  // Code that creates a future is about to wait for something (asyncio's streams, locks,
+  // queues and sleep all wait on loop.create_future()): what it wrote so far goes out now
+  // rather than after the rest of its step. Writes made before it still share one send.
+  loop_object* loop = as_loop(self);
+  if (loop->flush_list != nullptr && !loop->flush_list->empty() && !flush_stream_senders(self)) {
+    return nullptr;
+  }
   module_state& s = state();
   PyObject* argv[] = {self};
   return PyObject_Vectorcall(s.future_type.ptr(), argv, 0, s.kwnames_loop.ptr());

@@ -7,6 +7,7 @@
 # and is checked through the loop's native send counter.
 
 import asyncio
+import select
 import socket
 
 import pytest
@@ -37,6 +38,27 @@ def test_writes_of_one_callback_cost_one_send(loop):
         if is_pyloop(loop):
             assert loop._native_stats()["sends"] - before == 1
         assert await recv_exactly(loop, peer, len(header) + 5) == header + b"hello"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
+
+
+def test_a_coroutine_about_to_wait_has_sent_what_it_wrote(loop):
+    # Code that creates a future is about to wait (streams, locks, queues and sleep do it
+    # through loop.create_future()): its writes are on the wire by then, as they are on
+    # asyncio, which sends inside write(). Writes before that still share one send.
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        before = loop._native_stats()["sends"] if is_pyloop(loop) else None
+        transport.write(b"head|")
+        transport.write(b"body")
+        waiter = loop.create_future()
+        readable, _, _ = select.select([peer], [], [], 2.0)  # the loop does not run meanwhile
+        assert readable
+        if is_pyloop(loop):
+            assert loop._native_stats()["sends"] - before == 1
+        waiter.cancel()
+        assert await recv_exactly(loop, peer, 9) == b"head|body"
         await _close(transport, proto, peer)
 
     run(loop, main())
