@@ -285,8 +285,8 @@ PyObject* loop_run_forever_native(PyObject* self, PyObject*) {
   Py_RETURN_NONE;
 }
 
-// Closing releases everything the engine holds, descriptors included (the reactor's epoll,
-// eventfd and timerfd, the signal pipe), as asyncio's close() closes its selector: after it
+// Closing releases everything the engine holds, descriptors included (the readiness set's
+// epoll and eventfd, Asio's reactor, the signal pipe), as asyncio's close() closes its selector: after it
 // `driver` is null, and every method checks `closed` (or the null) before using it.
 PyObject* loop_close_native(PyObject* self, PyObject*) {
   loop_object* loop = as_loop(self);

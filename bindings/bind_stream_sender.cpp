@@ -123,6 +123,13 @@ void stop_watching(stream_sender* s) noexcept {
 
 // -- sending ------------------------------------------------------------------------------
 
+// A peer that has gone must give EPIPE, not kill the process with SIGPIPE.
+#ifdef MSG_NOSIGNAL
+constexpr int send_flags = MSG_NOSIGNAL;
+#else
+constexpr int send_flags = 0;
+#endif
+
 // Outcome of one attempt to hand the queue to the kernel.
 enum class send_result { drained, blocked, failed };
 
@@ -140,11 +147,7 @@ send_result send_queued(stream_sender* s) noexcept {
     msghdr message{};
     message.msg_iov = iov;
     message.msg_iovlen = count;
-    int flags = 0;
-#ifdef MSG_NOSIGNAL
-    flags |= MSG_NOSIGNAL;
-#endif
-    ssize_t sent = ::sendmsg(s->fd, &message, flags);
+    ssize_t sent = ::sendmsg(s->fd, &message, send_flags);
     ++as_loop(s->loop)->sends;
     if (sent < 0) {
       if (errno == EINTR) continue;
@@ -276,13 +279,9 @@ constexpr Py_ssize_t send_now_threshold = 16 * 1024;
 int send_large_buffer_now(stream_sender* s, PyObject* data) {
   Py_buffer view;
   if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return -1;
-  int flags = 0;
-#ifdef MSG_NOSIGNAL
-  flags |= MSG_NOSIGNAL;
-#endif
   ssize_t sent;
   do {
-    sent = ::send(s->fd, view.buf, static_cast<std::size_t>(view.len), flags);
+    sent = ::send(s->fd, view.buf, static_cast<std::size_t>(view.len), send_flags);
   } while (sent < 0 && errno == EINTR);
   ++as_loop(s->loop)->sends;
   if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {

@@ -150,7 +150,7 @@ run_status loop_driver::run_once() {
     if (!timers_.empty()) {
       timeout = std::clamp(timers_.top().when - now(), 0.0, maximum_wait_seconds);
     }
-    // A deadline already passed with no I/O to look at needs no trip to the reactor.
+    // A deadline already passed with no I/O to look at needs no trip to the readiness set.
     if (timeout != 0.0 || io_sources_ > 0 || wakeup_posted_.load(std::memory_order_acquire)) {
       if (!wait(timeout)) return run_status::aborted;
     }

@@ -107,7 +107,7 @@ class loop_driver {
   // Readiness callbacks (asyncio's add_reader/add_writer). watch() installs cb for fd and
   // direction and hands back the callback it replaced (ops null if none) for the caller to
   // dispose of; unwatch() hands back the removed one. A descriptor with no callback left is
-  // released from the reactor.
+  // removed from the readiness set.
   std::error_code watch(int fd, io_watch::direction d, callback cb, callback& replaced);
   callback unwatch(int fd, io_watch::direction d);
   bool watching(int fd, io_watch::direction d) const;

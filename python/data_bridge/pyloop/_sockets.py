@@ -1,6 +1,6 @@
 """data_bridge/pyloop/_sockets.py — readiness callbacks and the loop's sock_* coroutines.
 
-add_reader/add_writer are native (the loop's io_watch registry on Asio's reactor); this
+add_reader/add_writer are native (the loop's io_watch registry on its readiness set); this
 module validates their arguments as asyncio does and builds the sock_* coroutines on them:
 each tries the system call at once and waits for readiness only when it would block. The
 readiness callback is removed as soon as the operation is done, cancellation included, so a
