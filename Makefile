@@ -11,11 +11,13 @@ setup:
 build: setup
 
 # The main job: an example asyncio program on PyLoop, then the side-by-side benchmark tables
-# (the core loop, then networking: TCP echo and HTTP against the machine's C floor).
+# (the core loop, then networking: TCP echo and HTTP against the machine's C floor, then
+# one-connection echo latency compared request by request).
 main: setup
 	$(PY) examples/hello_pyloop.py
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/net/run.py
+	$(PY) benchmarks/net/paired.py --pin split --duration 5
 
 demo: setup
 	$(PY) examples/hello_pyloop.py
@@ -25,6 +27,7 @@ bench: setup
 
 bench-net: setup
 	$(PY) benchmarks/net/run.py
+	$(PY) benchmarks/net/paired.py --pin split --duration 5
 
 bench-quick: setup
 	$(PY) benchmarks/run.py --quick

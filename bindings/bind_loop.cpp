@@ -543,7 +543,7 @@ PyObject* loop_new(PyTypeObject* type, PyObject*, PyObject*) {
     Py_DECREF(self);
     return PyErr_NoMemory();
   }
-  loop->driver->set_hooks(loop_hooks{release_gil, retake_gil, self, dispatch_signals, flush_stream_senders});
+  loop->driver->set_hooks(loop_hooks{release_gil, retake_gil, self, dispatch_signals, end_stream_turn});
   return self;
 }
 

@@ -5,8 +5,10 @@
 // as method descriptors, so a write costs no Python frame. Written data is not sent at once:
 // it is queued as a list of chunks (bytes objects are kept by reference, other buffers are
 // copied because the caller may change them), and at the end of the loop turn (the driver's
-// end_of_turn hook, phase 7) each transport written to sends everything with one sendmsg().
-// A response written as header then body therefore costs one system call, not two.
+// end_of_turn hook, phase 7) each transport written to sends everything with one system call.
+// A response written as header then body therefore costs one system call, not two. Two
+// things send earlier: loop.create_future() (the writer is about to wait), and a transport
+// that has been writing once per turn sends inside write() (see note_write).
 //
 // Observable behaviour stays asyncio's: a write outside a running loop is sent at once; when
 // the queue passes the high-water mark the data is sent at once and, if the kernel does not
@@ -52,6 +54,12 @@ struct stream_sender {
   char blocked;                // a sendfile is in progress: writes are refused
   bool flush_queued;           // in the loop's end-of-turn list
   bool watching;               // a writability watch is installed
+  // The transport's write pattern (see note_write): the turn of its latest write, how many
+  // writes that turn had so far (counted up to 2), and how many turns in a row with writes
+  // had exactly one (counted up to single_write_turns_to_send_at_once).
+  std::uint64_t write_turn;
+  std::uint8_t writes_in_turn;
+  std::uint8_t single_write_turns;
 };
 
 inline stream_sender* as_sender(PyObject* o) noexcept { return reinterpret_cast<stream_sender*>(o); }
@@ -144,10 +152,17 @@ send_result send_queued(stream_sender* s) noexcept {
       iov[count].iov_base = PyBytes_AS_STRING(c.data) + c.sent;
       iov[count].iov_len = static_cast<std::size_t>(PyBytes_GET_SIZE(c.data) - c.sent);
     }
-    msghdr message{};
-    message.msg_iov = iov;
-    message.msg_iovlen = count;
-    ssize_t sent = ::sendmsg(s->fd, &message, send_flags);
+    // One chunk goes through send(): the kernel's sendmsg() path first copies in and
+    // checks the message header and the iovec array, which a single buffer does not need.
+    ssize_t sent;
+    if (count == 1) {
+      sent = ::send(s->fd, iov[0].iov_base, iov[0].iov_len, send_flags);
+    } else {
+      msghdr message{};
+      message.msg_iov = iov;
+      message.msg_iovlen = count;
+      sent = ::sendmsg(s->fd, &message, send_flags);
+    }
     ++as_loop(s->loop)->sends;
     if (sent < 0) {
       if (errno == EINTR) continue;
@@ -337,16 +352,49 @@ int admit_write(stream_sender* s, bool empty) {
   return 1;
 }
 
-// After data joined the queue: send at the end of the turn, or at once when the loop is not
-// running or the queue passed the high-water mark (then pause the protocol as asyncio would).
-bool after_queued(stream_sender* s, Py_ssize_t size_before) {
+// -- when to send -------------------------------------------------------------------------
+
+// Coalescing pays when a callback writes several times (a header, then a body): one system
+// call instead of several. A transport that writes once per turn (an echo, a request/response
+// exchange) gains nothing from it, and waiting for the end of the callback delays its answer
+// by whatever the callback does after writing. So a transport whose last turns with writes
+// each had a single write sends the first write of a turn inside write(), as asyncio always
+// does; a second write in the same turn is queued (the rest of the burst shares one send) and
+// puts the transport back to coalescing until it has again written once per turn this often.
+// A fresh transport starts coalescing, so a burst never costs more than one extra send, and
+// only when it follows such a run of single writes.
+constexpr std::uint8_t single_write_turns_to_send_at_once = 2;
+
+// Counts one write (write() or writelines() with data) in the transport's pattern. True when
+// it should go to the kernel at once.
+bool note_write(stream_sender* s) noexcept {
+  const std::uint64_t turn = as_loop(s->loop)->turn;
+  if (s->write_turn != turn) {
+    if (s->writes_in_turn == 1 && s->single_write_turns < single_write_turns_to_send_at_once) {
+      ++s->single_write_turns;
+    }
+    s->write_turn = turn;
+    s->writes_in_turn = 0;
+  }
+  if (s->writes_in_turn < 2) ++s->writes_in_turn;
+  if (s->writes_in_turn > 1) {
+    s->single_write_turns = 0;
+    return false;
+  }
+  return s->single_write_turns >= single_write_turns_to_send_at_once;
+}
+
+// After data joined the queue: send at the end of the turn; at once when note_write said so,
+// when the loop is not running, or when the queue passed the high-water mark (then pause the
+// protocol as asyncio would).
+bool after_queued(stream_sender* s, Py_ssize_t size_before, bool send_at_once) {
   if (s->size == size_before || s->watching) {
     // Nothing new, or data is already waiting for writability: the watch sends it.
     if (s->watching && s->size > s->high_water) return call_transport(s, "_maybe_pause_protocol");
     return true;
   }
   loop_object* loop = as_loop(s->loop);
-  if (s->size > s->high_water || !loop->running || loop->driver == nullptr) {
+  if (send_at_once || s->size > s->high_water || !loop->running || loop->driver == nullptr) {
     if (!flush(s)) return false;
     if (s->size > s->high_water) return call_transport(s, "_maybe_pause_protocol");
     return true;
@@ -383,6 +431,7 @@ PyObject* transport_write(PyObject* transport, PyObject* data) {
   int admitted = admit_write(s, length == 0);
   if (admitted < 0) return nullptr;
   if (admitted == 0) Py_RETURN_NONE;
+  const bool send_at_once = note_write(s);
   Py_ssize_t before = s->size;
   if (length >= send_now_threshold && !PyBytes_CheckExact(data) && s->size == 0 &&
       !s->watching) {
@@ -392,7 +441,7 @@ PyObject* transport_write(PyObject* transport, PyObject* data) {
   } else if (!queue_data(s, data, "data", -1)) {
     return nullptr;
   }
-  if (!after_queued(s, before)) return nullptr;
+  if (!after_queued(s, before, send_at_once)) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -416,11 +465,12 @@ PyObject* transport_writelines(PyObject* transport, PyObject* list_of_data) {
   int admitted = admit_write(s, count == 0);
   if (admitted < 0) return nullptr;
   if (admitted == 0) Py_RETURN_NONE;
+  const bool send_at_once = note_write(s);
   Py_ssize_t before = s->size;
   for (Py_ssize_t i = 0; i < count; ++i) {
     if (!queue_data(s, item[i], "data", i)) return nullptr;
   }
-  if (!after_queued(s, before)) return nullptr;
+  if (!after_queued(s, before, send_at_once)) return nullptr;
   Py_RETURN_NONE;
 }
 
@@ -614,6 +664,11 @@ bool flush_stream_senders(void* loop_ptr) noexcept {
   }
   if (pending.is_valid()) restore_exception(std::move(pending));
   return !aborting;
+}
+
+bool end_stream_turn(void* loop_ptr) noexcept {
+  ++as_loop(static_cast<PyObject*>(loop_ptr))->turn;
+  return flush_stream_senders(loop_ptr);
 }
 
 void drop_stream_senders(loop_object* loop) noexcept {

@@ -33,7 +33,8 @@ struct loop_object {
   std::uint64_t last_query_id;    // id of the latest query
   // StreamSenders written to during this turn (strong references), flushed at its end; lazy.
   std::vector<PyObject*>* flush_list;
-  std::uint64_t sends;            // sendmsg() calls of stream senders (diagnostics, tests)
+  std::uint64_t sends;            // send calls of stream senders (diagnostics, tests)
+  std::uint64_t turn;             // loop turns ended so far (stream senders' write pattern)
 };
 
 // Size of the per-loop receive buffer: the most one transport read takes (asyncio's 256 KiB).
@@ -92,8 +93,10 @@ PyObject* loop_add_stream_reader(PyObject* self, PyObject* const* args, Py_ssize
 
 // The native write path of stream transports (bindings/bind_stream_sender.cpp).
 void export_stream_sender(nanobind::module_& m);
-// The end_of_turn hook: every sender written to this turn sends its queue.
+// Every sender written to since the last flush sends its queue (create_future, close).
 bool flush_stream_senders(void* loop) noexcept;
+// The end_of_turn hook: counts the turn, then flushes as above.
+bool end_stream_turn(void* loop) noexcept;
 // Drops the loop's list of senders to flush (close, GC).
 void drop_stream_senders(loop_object* loop) noexcept;
 // Loop._sock_recv, _sock_recv_into, _sock_sendall (bindings/bind_sock_ops.cpp).

@@ -18,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, "build")
 HOST = "127.0.0.1"
-C_PROGRAMS = ("echo_client", "epoll_echo_server")
+C_PROGRAMS = ("echo_client", "epoll_echo_server", "paired_client")
 
 # How each loop is named on uvicorn's command line (--loop). uvicorn >= 0.36 imports any
 # "module:attribute" value and uses that attribute itself as the loop factory.
@@ -108,11 +108,19 @@ def not_implemented_line(text):
     return None
 
 
+def pin_to(cpus):
+    """A preexec_fn that keeps the child on `cpus` (None when `cpus` is None)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 class Server:
     """One server process on a fresh loopback port; a context manager that always stops it."""
 
-    def __init__(self, label, command, cwd=None, ready_timeout=20.0):
+    def __init__(self, label, command, cwd=None, ready_timeout=20.0, cpus=None):
         self.label = label
+        self.cpus = cpus  # CPU numbers the process may run on (None: wherever it is scheduled)
         self.port = free_port()
         self.command = [part.replace("{port}", str(self.port)) for part in command]
         self.cwd = cwd
@@ -126,7 +134,7 @@ class Server:
         env.pop("PYTHONASYNCIODEBUG", None)  # debug mode would slow every loop differently
         self.proc = subprocess.Popen(self.command, cwd=self.cwd, env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self._log)
+                                     stderr=self._log, preexec_fn=pin_to(self.cpus))
         try:
             self._wait_ready()
         except BaseException:
@@ -203,14 +211,15 @@ class Server:
                 self.proc.wait(timeout=5)
 
 
-def python_server(loop, style):
+def python_server(loop, style, cpus=None):
     command = [sys.executable, "-B", os.path.join(HERE, "servers.py"), "--loop", loop,
                "--style", style, "--host", HOST, "--port", "{port}"]
-    return Server(f"servers.py --loop {loop} --style {style}", command)
+    return Server(f"servers.py --loop {loop} --style {style}", command, cpus=cpus)
 
 
-def floor_server(programs):
-    return Server("epoll_echo_server", [programs["epoll_echo_server"], "{port}", HOST])
+def floor_server(programs, cpus=None):
+    return Server("epoll_echo_server", [programs["epoll_echo_server"], "{port}", HOST],
+                  cpus=cpus)
 
 
 def uvicorn_server(loop):

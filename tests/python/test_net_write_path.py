@@ -3,8 +3,9 @@
 # test runs on asyncio and PyLoop and asserts what a peer or the protocol can observe, so that
 # queueing never shows: data mutated after write(), abort() or close() right after write(),
 # get_write_buffer_size() after a small write, writes outside a running loop, pause_writing()
-# inside write(). The coalescing itself (one sendmsg per transport per turn) is PyLoop's own
-# and is checked through the loop's native send counter.
+# inside write(). The coalescing itself (one send per transport per turn) is PyLoop's own
+# and is checked through the loop's native send counter, as is its exception: a transport
+# that writes once per turn sends inside write(), until a burst puts it back to coalescing.
 
 import asyncio
 import select
@@ -58,6 +59,57 @@ def test_a_coroutine_about_to_wait_has_sent_what_it_wrote(loop):
         if is_pyloop(loop):
             assert loop._native_stats()["sends"] - before == 1
         waiter.cancel()
+        assert await recv_exactly(loop, peer, 9) == b"head|body"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
+
+
+async def _write_once_per_turn(loop, transport, peer, turns):
+    # A request/response rhythm: one write per loop turn, each read back by the peer.
+    for i in range(turns):
+        message = b"%d|" % i
+        transport.write(message)
+        await asyncio.sleep(0)
+        assert await recv_exactly(loop, peer, len(message)) == message
+
+
+def test_a_transport_writing_once_per_turn_sends_inside_write(loop):
+    # Nothing is gained by holding the only write of a turn until the callback ends: after a
+    # few turns of single writes the transport sends inside write(), as asyncio always does.
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        await _write_once_per_turn(loop, transport, peer, 3)
+        before = loop._native_stats()["sends"] if is_pyloop(loop) else None
+        transport.write(b"answer")
+        readable, _, _ = select.select([peer], [], [], 2.0)  # the loop does not run meanwhile
+        assert readable
+        if is_pyloop(loop):
+            assert loop._native_stats()["sends"] - before == 1
+        assert await recv_exactly(loop, peer, 6) == b"answer"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
+
+
+def test_a_burst_after_single_writes_costs_one_extra_send_then_coalesces(loop):
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        await _write_once_per_turn(loop, transport, peer, 3)
+        before = loop._native_stats()["sends"] if is_pyloop(loop) else None
+        transport.write(b"HEAD|")  # sent inside write(): single writes came before
+        transport.write(b"body|")  # a second write this turn: queued, coalescing again
+        transport.write(b"more|")
+        await asyncio.sleep(0)
+        if is_pyloop(loop):
+            assert loop._native_stats()["sends"] - before == 2
+        assert await recv_exactly(loop, peer, 15) == b"HEAD|body|more|"
+        before = loop._native_stats()["sends"] if is_pyloop(loop) else None
+        transport.write(b"head|")
+        transport.write(b"body")
+        await asyncio.sleep(0)
+        if is_pyloop(loop):
+            assert loop._native_stats()["sends"] - before == 1
         assert await recv_exactly(loop, peer, 9) == b"head|body"
         await _close(transport, proto, peer)
 

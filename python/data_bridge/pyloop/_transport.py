@@ -7,7 +7,9 @@ asyncio.Transport and honours the same water marks) whose hot paths are native:
   uses the Python readers below, which asyncio's debug checks can see;
 - writing: write() and writelines() are the native StreamSender's (bindings/
   bind_stream_sender.cpp): writes of one loop turn are sent together at its end, one
-  sendmsg() per transport; what the kernel does not take waits for writability natively.
+  system call per transport (earlier when the writer is about to wait, and inside write()
+  for a transport writing once per turn); what the kernel does not take waits for
+  writability natively.
 This class keeps the protocol's life cycle: connection_made, close, abort, write_eof, errors,
 flow control and connection_lost, in asyncio's order (docs/architecture.md, "Transports").
 """

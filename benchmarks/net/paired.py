@@ -1,0 +1,199 @@
+"""benchmarks/net/paired.py — one-connection echo latency, every loop measured request by request.
+
+One connection's echo rate is one over the round-trip latency. On a shared machine that
+latency drifts by tens of percent within seconds, so runs taken one after the other (run.py's
+one-connection rows) differ between repeats by more than an event loop can change. Here one
+client (paired_client.c) holds a connection to each loop's server and to the bare C server and
+sends one request to each in turn, round after round: requests to different servers are
+microseconds apart and see the same machine. The comparison is paired, round by round.
+
+For each cell (server style x message size) this prints each server's median latency and
+PyLoop's ratio to uvloop: uvloop's median latency over PyLoop's, so above 1 means PyLoop
+answers sooner (the same sense as run.py's requests-per-second ratios). The rounds are cut
+into blocks; the ratio is the median of the blocks' ratios, with a distribution-free 95%
+interval for that median, and "ahead" counts the blocks in which PyLoop's median was lower.
+"floor" is the C server's median latency over PyLoop's.
+
+    .venv/bin/python benchmarks/net/paired.py                       # every style, 1/10/100 KiB
+    .venv/bin/python benchmarks/net/paired.py --styles protocol --sizes 1k --duration 20
+    .venv/bin/python benchmarks/net/paired.py --pin same            # all on one CPU
+
+--pin: none (default: the scheduler places every process), split (servers on one CPU, the
+client on another), same (servers and client on one CPU: no cross-CPU wake-up, so the latency
+is the CPU work of both sides and the loop's own cost shows most).
+"""
+
+import argparse
+import array
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+LOOPS = ("asyncio", "uvloop", "pyloop")
+STYLES = ("sock", "streams", "protocol", "buffered")
+SIZES = {"1k": 1024, "10k": 10 * 1024, "100k": 100 * 1024}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loops", default="uvloop,pyloop",
+                        help="loops to compare (need uvloop and pyloop; default uvloop,pyloop)")
+    parser.add_argument("--styles", default=",".join(STYLES))
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--duration", type=float, default=10.0, help="timed seconds per cell")
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per cell")
+    parser.add_argument("--block", type=int, default=500, help="rounds per block (default 500)")
+    parser.add_argument("--pin", choices=("none", "split", "same"), default="none")
+    parser.add_argument("--no-floor", action="store_true", help="leave out the bare C server")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    args.loops = [name for name in args.loops.split(",") if name]
+    args.styles = [name for name in args.styles.split(",") if name]
+    args.sizes = [name for name in args.sizes.split(",") if name]
+    for name in args.loops:
+        if name not in LOOPS:
+            parser.error(f"unknown loop {name!r} (choose from {', '.join(LOOPS)})")
+    if "uvloop" not in args.loops or "pyloop" not in args.loops:
+        parser.error("--loops must include uvloop and pyloop (the ratio compares them)")
+    for name in args.styles:
+        if name not in STYLES:
+            parser.error(f"unknown style {name!r} (choose from {', '.join(STYLES)})")
+    for name in args.sizes:
+        if name not in SIZES:
+            parser.error(f"unknown size {name!r} (choose from {', '.join(SIZES)})")
+    if args.duration <= 0 or args.warmup < 0 or args.block < 10:
+        parser.error("--duration must be positive, --warmup not negative, --block at least 10")
+    if args.pin != "none" and len(os.sched_getaffinity(0)) < 2:
+        print(f"--pin {args.pin} needs two CPUs and this process has one: nothing pinned",
+              file=sys.stderr)
+        args.pin = "none"
+    return args
+
+
+def placement(pin):
+    """(CPUs for the servers, CPUs for the client) for a --pin mode."""
+    if pin == "none":
+        return None, None
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    return ({second}, {first}) if pin == "split" else ({first}, {first})
+
+
+def median_interval(values, z=1.96):
+    """The median of `values` and a distribution-free ~95% interval for it (order statistics)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    half_width = z * math.sqrt(n) / 2
+    low = max(0, int(math.floor(n / 2 - half_width)))
+    high = min(n - 1, int(math.ceil(n / 2 + half_width)))
+    return statistics.median(ordered), ordered[low], ordered[high]
+
+
+def measure(programs, ports, size, args, client_cpus):
+    """Run paired_client against `ports`; returns one latency column (ns) per port."""
+    with tempfile.NamedTemporaryFile(suffix=".raw") as raw:
+        command = [programs["paired_client"], "--host", harness.HOST,
+                   "--ports", ",".join(str(port) for port in ports), "--size", str(size),
+                   "--duration", f"{args.duration:g}", "--warmup", f"{args.warmup:g}",
+                   "--raw", raw.name]
+        limit = args.duration + args.warmup + 60
+        done = subprocess.run(command, capture_output=True, text=True, timeout=limit,
+                              preexec_fn=harness.pin_to(client_cpus))
+        lines = done.stdout.strip().splitlines()
+        answer = json.loads(lines[-1]) if lines else {}
+        if done.returncode != 0 or "rounds" not in answer:
+            raise harness.Failure(f"paired_client: {answer.get('error') or done.stderr.strip()}")
+        latencies = array.array("I")
+        latencies.frombytes(raw.read())
+    count = len(ports)
+    return [latencies[i::count] for i in range(count)]
+
+
+def cell_figures(columns, names, block):
+    """Median latencies (us) and PyLoop's paired ratio to uvloop for one cell."""
+    figures = {"rounds": len(columns[0]), "median_us": {}}
+    for name, column in zip(names, columns):
+        figures["median_us"][name] = statistics.median(column) / 1000
+    uv, py = columns[names.index("uvloop")], columns[names.index("pyloop")]
+    blocks = [statistics.median(uv[start:start + block]) / statistics.median(py[start:start + block])
+              for start in range(0, len(uv) - block + 1, block)]
+    ratio, low, high = median_interval(blocks)
+    figures.update(ratio=ratio, low=low, high=high, blocks=len(blocks),
+                   ahead=sum(value > 1 for value in blocks))
+    if "C" in names:
+        figures["floor"] = figures["median_us"]["C"] / figures["median_us"]["pyloop"]
+    return figures
+
+
+def table(results, names, markdown):
+    header = (["cell"] + [f"{name} µs" for name in names]
+              + ["pyloop vs uvloop (95% CI)", "blocks ahead"]
+              + (["pyloop/C floor"] if "C" in names else []))
+    rows = []
+    for cell, figures in results:
+        row = [cell] + [f"{figures['median_us'][name]:.1f}" for name in names]
+        row.append(f"{figures['ratio']:.3f} ({figures['low']:.3f}-{figures['high']:.3f})")
+        row.append(f"{figures['ahead']}/{figures['blocks']}")
+        if "floor" in figures:
+            row.append(f"{figures['floor'] * 100:.0f}%")
+        rows.append(row)
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |",
+                 "| --- |" + " ---: |" * (len(header) - 1)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(line[i])) for line in [header] + rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(value).rjust(width) if i else str(value).ljust(width)
+                               for i, (value, width) in enumerate(zip(line, widths)))
+                     for line in [header] + rows)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    programs = harness.build_c_programs()
+    server_cpus, client_cpus = placement(args.pin)
+    names = list(args.loops) + ([] if args.no_floor else ["C"])
+    print(f"one-connection echo, paired rounds: {args.duration:g} s per cell after "
+          f"{args.warmup:g} s warm-up, blocks of {args.block} rounds, pin={args.pin}",
+          file=sys.stderr, flush=True)
+    results = []
+    for style in args.styles:
+        servers = [harness.python_server(loop, style, cpus=server_cpus) for loop in args.loops]
+        if not args.no_floor:
+            servers.append(harness.floor_server(programs, cpus=server_cpus))
+        started = []
+        try:
+            for server in servers:
+                started.append(server.__enter__())
+            for size_key in args.sizes:
+                columns = measure(programs, [server.port for server in servers],
+                                  SIZES[size_key], args, client_cpus)
+                for server in servers:
+                    server.check()
+                figures = cell_figures(columns, names, args.block)
+                cell = f"echo/{style}/{size_key}/c1"
+                results.append((cell, figures))
+                print(f"{cell}: pyloop vs uvloop {figures['ratio']:.3f} "
+                      f"({figures['low']:.3f}-{figures['high']:.3f}), "
+                      f"{figures['rounds']} rounds", file=sys.stderr, flush=True)
+        finally:
+            for server in started:
+                server.__exit__(None, None, None)
+    print(table(results, names, args.markdown))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"pin": args.pin, "duration": args.duration, "block": args.block,
+                       "cells": dict(results)}, out, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
