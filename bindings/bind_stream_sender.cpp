@@ -286,12 +286,15 @@ bool queue_data(stream_sender* s, PyObject* data, const char* what, Py_ssize_t i
 
 // A large mutable buffer written to an idle transport goes to the kernel at once: copying it
 // to send at the end of the turn would cost more than the system call that coalescing saves
-// (a memcpy of 16 KiB is about one small sendmsg). Only what the kernel does not take is
-// copied into the queue. Returns 1 when all was sent (or the error went to the transport,
-// as asyncio's write reports it), 0 when the rest is queued, -1 with an exception.
+// (a memcpy of 16 KiB is about one small sendmsg).
 constexpr Py_ssize_t send_now_threshold = 16 * 1024;
 
-int send_large_buffer_now(stream_sender* s, PyObject* data) {
+// Sends a write to an idle transport straight from the caller's buffer (a large buffer, or
+// any write note_write says goes at once): nothing is queued or copied unless the kernel
+// does not take it all, and then only the rest is. Returns 1 when all was sent (or the error
+// went to the transport, as asyncio's write reports it), 0 when the rest is queued, -1 with
+// an exception.
+int send_now(stream_sender* s, PyObject* data) {
   Py_buffer view;
   if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return -1;
   ssize_t sent;
@@ -433,11 +436,13 @@ PyObject* transport_write(PyObject* transport, PyObject* data) {
   if (admitted == 0) Py_RETURN_NONE;
   const bool send_at_once = note_write(s);
   Py_ssize_t before = s->size;
-  if (length >= send_now_threshold && !PyBytes_CheckExact(data) && s->size == 0 &&
-      !s->watching) {
-    int sent_all = send_large_buffer_now(s, data);
+  if (s->size == 0 && !s->watching &&
+      (send_at_once || (length >= send_now_threshold && !PyBytes_CheckExact(data)))) {
+    int sent_all = send_now(s, data);
     if (sent_all < 0) return nullptr;
     if (sent_all > 0) Py_RETURN_NONE;
+    // The kernel took part of it: it will not take more before the socket is writable.
+    if (!start_watching(s)) return nullptr;
   } else if (!queue_data(s, data, "data", -1)) {
     return nullptr;
   }
