@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client_common.h"
+
 #define SCRATCH_SIZE (256 * 1024)
 
 struct conn {
@@ -65,25 +67,6 @@ static struct {
 
 static int epfd = -1;
 
-static void fail(const char *fmt, ...)
-{
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    /* JSON-escape the few characters that could appear in an errno message. */
-    printf("{\"error\": \"");
-    for (const char *p = text; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            putchar('\\');
-        putchar((unsigned char)*p >= 0x20 ? *p : ' ');
-    }
-    printf("\"}\n");
-    fflush(stdout);
-    exit(1);
-}
-
 static double now(void)
 {
     struct timespec ts;
@@ -92,27 +75,11 @@ static double now(void)
 }
 
 /*
- * The bytes sent: request k on connection j sends a window of one pseudo-random buffer,
- * starting at (k * 97 + j * 31) % PATTERN_SLACK. So
- * consecutive requests carry different bytes (a stale or repeated echo fails the compare)
- * and nothing is generated per request: the check costs one memcmp of what was received.
+ * The bytes sent: request k on connection j sends the window of the pattern
+ * (client_common.h) starting at (k * 97 + j * 31) % PATTERN_SLACK; the check costs one
+ * memcmp of what was received.
  */
-#define PATTERN_SLACK 4093
 static unsigned char *pattern;
-
-static void make_pattern(void)
-{
-    pattern = malloc(opt.size + PATTERN_SLACK);
-    if (!pattern)
-        fail("out of memory");
-    uint64_t x = 0x9E3779B97F4A7C15ULL;
-    for (size_t i = 0; i < opt.size + PATTERN_SLACK; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        pattern[i] = (unsigned char)(x >> 24);
-    }
-}
 
 static void pick_message(struct conn *c)
 {
@@ -228,7 +195,7 @@ int main(int argc, char **argv)
     struct conn *conns = calloc((size_t)opt.conns, sizeof *conns);
     if (!scratch || !conns)
         fail("out of memory");
-    make_pattern();
+    pattern = make_pattern(opt.size);
     for (int i = 0; i < opt.conns; i++) {
         struct conn *c = &conns[i];
         c->fd = connect_one();

@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, "build")
 HOST = "127.0.0.1"
 C_PROGRAMS = ("echo_client", "epoll_echo_server", "paired_client")
+COMMON_HEADER = os.path.join(HERE, "client_common.h")  # included by the clients
 
 # How each loop is named on uvicorn's command line (--loop). uvicorn >= 0.36 imports any
 # "module:attribute" value and uses that attribute itself as the loop factory.
@@ -60,7 +61,8 @@ def build_c_programs():
         source = os.path.join(HERE, name + ".c")
         target = os.path.join(BUILD, name)
         paths[name] = target
-        if os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(source):
+        newest_input = max(os.path.getmtime(source), os.path.getmtime(COMMON_HEADER))
+        if os.path.exists(target) and os.path.getmtime(target) >= newest_input:
             continue
         done = subprocess.run([compiler, "-O2", "-Wall", "-o", target, source],
                               capture_output=True, text=True, timeout=120)

@@ -37,8 +37,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client_common.h"
+
 #define MAX_SERVERS 8
-#define PATTERN_SLACK 4093
 
 static struct {
     const char *host;
@@ -48,24 +49,6 @@ static struct {
     double duration, warmup;
     const char *raw;
 } opt = {"127.0.0.1", {0}, 0, 1024, 2.0, 0.3, NULL};
-
-static void fail(const char *fmt, ...)
-{
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    printf("{\"error\": \"");
-    for (const char *p = text; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            putchar('\\');
-        putchar((unsigned char)*p >= 0x20 ? *p : ' ');
-    }
-    printf("\"}\n");
-    fflush(stdout);
-    exit(1);
-}
 
 static uint64_t now_ns(void)
 {
@@ -150,17 +133,10 @@ int main(int argc, char **argv)
     if (opt.count < 1 || !opt.raw || opt.size < 1 || opt.duration <= 0)
         fail("need --ports, --raw, a positive --size and --duration");
 
-    unsigned char *pattern = malloc(opt.size + PATTERN_SLACK);
+    unsigned char *pattern = make_pattern(opt.size);
     unsigned char *echo = malloc(opt.size);
-    if (!pattern || !echo)
+    if (!echo)
         fail("out of memory");
-    uint64_t x = 0x9E3779B97F4A7C15ULL;
-    for (size_t i = 0; i < opt.size + PATTERN_SLACK; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        pattern[i] = (unsigned char)(x >> 24);
-    }
     int fds[MAX_SERVERS];
     for (int i = 0; i < opt.count; i++)
         fds[i] = connect_to(opt.ports[i]);
