@@ -12,12 +12,13 @@ build: setup
 
 # The main job: an example asyncio program on PyLoop, then the side-by-side benchmark tables
 # (the core loop, then networking: TCP echo and HTTP against the machine's C floor, then
-# one-connection echo latency compared request by request).
+# echo at 1 and 10 connections compared request by request).
 main: setup
 	$(PY) examples/hello_pyloop.py
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/net/run.py
 	$(PY) benchmarks/net/paired.py --pin split --duration 5
+	$(PY) benchmarks/net/paired.py --pin split --duration 5 --conns 10
 
 demo: setup
 	$(PY) examples/hello_pyloop.py
@@ -28,6 +29,7 @@ bench: setup
 bench-net: setup
 	$(PY) benchmarks/net/run.py
 	$(PY) benchmarks/net/paired.py --pin split --duration 5
+	$(PY) benchmarks/net/paired.py --pin split --duration 5 --conns 10
 
 bench-quick: setup
 	$(PY) benchmarks/run.py --quick

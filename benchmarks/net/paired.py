@@ -1,4 +1,4 @@
-"""benchmarks/net/paired.py — one-connection echo latency, every loop measured request by request.
+"""benchmarks/net/paired.py — echo latency, every loop measured request by request.
 
 One connection's echo rate is one over the round-trip latency. On a shared machine that
 latency drifts by tens of percent within seconds, so runs taken one after the other (run.py's
@@ -14,9 +14,15 @@ into blocks; the ratio is the median of the blocks' ratios, with a distribution-
 interval for that median, and "ahead" counts the blocks in which PyLoop's median was lower.
 "floor" is the C server's median latency over PyLoop's.
 
+--conns N (N > 1) measures N connections the same way: the client holds N connections to
+each server, and a server's turn is a batch of one request on each of them at once, timed
+until every echo is back. N requests in flight together is what run.py's N-connection rows
+load the server with; the batch's latency is paired round by round as above.
+
     .venv/bin/python benchmarks/net/paired.py                       # every style, 1/10/100 KiB
     .venv/bin/python benchmarks/net/paired.py --styles protocol --sizes 1k --duration 20
     .venv/bin/python benchmarks/net/paired.py --pin same            # all on one CPU
+    .venv/bin/python benchmarks/net/paired.py --pin split --conns 10 # batches of 10
 
 --pin: none (default: the scheduler places every process), split (servers on one CPU, the
 client on another), same (servers and client on one CPU: no cross-CPU wake-up, so the latency
@@ -50,7 +56,10 @@ def parse_args(argv):
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--duration", type=float, default=10.0, help="timed seconds per cell")
     parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per cell")
-    parser.add_argument("--block", type=int, default=500, help="rounds per block (default 500)")
+    parser.add_argument("--block", type=int,
+                        help="rounds per block (default 500, or 500/N with --conns N)")
+    parser.add_argument("--conns", type=int, default=1,
+                        help="connections per server; above 1, each turn is a batch (default 1)")
     parser.add_argument("--pin", choices=("none", "split", "same"), default="none")
     parser.add_argument("--no-floor", action="store_true", help="leave out the bare C server")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -70,8 +79,12 @@ def parse_args(argv):
     for name in args.sizes:
         if name not in SIZES:
             parser.error(f"unknown size {name!r} (choose from {', '.join(SIZES)})")
+    if args.block is None:
+        args.block = max(20, 500 // args.conns)
     if args.duration <= 0 or args.warmup < 0 or args.block < 10:
         parser.error("--duration must be positive, --warmup not negative, --block at least 10")
+    if not 1 <= args.conns <= 64:
+        parser.error("--conns must be 1 to 64")
     if args.pin != "none" and len(os.sched_getaffinity(0)) < 2:
         print(f"--pin {args.pin} needs two CPUs and this process has one: nothing pinned",
               file=sys.stderr)
@@ -102,6 +115,7 @@ def measure(programs, ports, size, args, client_cpus):
     with tempfile.NamedTemporaryFile(suffix=".raw") as raw:
         command = [programs["paired_client"], "--host", harness.HOST,
                    "--ports", ",".join(str(port) for port in ports), "--size", str(size),
+                   "--conns", str(args.conns),
                    "--duration", f"{args.duration:g}", "--warmup", f"{args.warmup:g}",
                    "--raw", raw.name]
         limit = args.duration + args.warmup + 60
@@ -161,7 +175,7 @@ def main(argv=None):
     programs = harness.build_c_programs()
     server_cpus, client_cpus = placement(args.pin)
     names = list(args.loops) + ([] if args.no_floor else ["C"])
-    print(f"one-connection echo, paired rounds: {args.duration:g} s per cell after "
+    print(f"echo on {args.conns} connection(s) per server, paired rounds: {args.duration:g} s per cell after "
           f"{args.warmup:g} s warm-up, blocks of {args.block} rounds, pin={args.pin}",
           file=sys.stderr, flush=True)
     results = []
@@ -179,7 +193,7 @@ def main(argv=None):
                 for server in servers:
                     server.check()
                 figures = cell_figures(columns, names, args.block)
-                cell = f"echo/{style}/{size_key}/c1"
+                cell = f"echo/{style}/{size_key}/c{args.conns}"
                 results.append((cell, figures))
                 print(f"{cell}: pyloop vs uvloop {figures['ratio']:.3f} "
                       f"({figures['low']:.3f}-{figures['high']:.3f}), "
@@ -190,7 +204,8 @@ def main(argv=None):
     print(table(results, names, args.markdown))
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"pin": args.pin, "duration": args.duration, "block": args.block,
+            json.dump({"pin": args.pin, "conns": args.conns, "duration": args.duration,
+                       "block": args.block,
                        "cells": dict(results)}, out, indent=1)
     return 0
 

@@ -11,13 +11,16 @@
  * always follows the same one.
  *
  * Each request sends SIZE bytes and waits (blocking recv) for the whole echo, which is
- * compared with what was sent; consecutive requests carry different bytes.
+ * compared with what was sent; consecutive requests carry different bytes. With --conns N
+ * (N > 1) the client holds N connections to each server and a server's turn is a batch: one
+ * request on each of its N connections at once, done when every echo is back (poll), so the
+ * server has N requests to serve together, as in a closed-loop N-connection run.
  *
- *   paired_client --ports P1,P2,... [--host 127.0.0.1] [--size BYTES] [--duration S]
- *                 [--warmup S] --raw FILE
+ *   paired_client --ports P1,P2,... [--host 127.0.0.1] [--size BYTES] [--conns N]
+ *                 [--duration S] [--warmup S] --raw FILE
  *
- * Writes each timed round's latencies (nanoseconds, uint32, K per round, in --ports order)
- * to FILE and prints one JSON line: {"rounds": N, "servers": K, "seconds": S}. On failure
+ * Writes each timed round's latencies (nanoseconds of one request or batch, uint32, K per
+ * round, in --ports order) to FILE and prints one JSON line: {"rounds": N, "servers": K, "seconds": S}. On failure
  * prints {"error": "..."} and exits with status 1. Statistics are paired.py's job.
  *
  * Build: cc -O2 -o paired_client paired_client.c
@@ -28,8 +31,10 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,15 +45,17 @@
 #include "client_common.h"
 
 #define MAX_SERVERS 8
+#define MAX_CONNS 64
 
 static struct {
     const char *host;
     int ports[MAX_SERVERS];
     int count;
+    int conns;
     size_t size;
     double duration, warmup;
     const char *raw;
-} opt = {"127.0.0.1", {0}, 0, 1024, 2.0, 0.3, NULL};
+} opt = {"127.0.0.1", {0}, 0, 1, 1024, 2.0, 0.3, NULL};
 
 static uint64_t now_ns(void)
 {
@@ -99,6 +106,78 @@ static void request(int fd, int port, const unsigned char *message, unsigned cha
         fail("port %d echoed different bytes", port);
 }
 
+/* One connection of a batch: its message and how far it got. */
+struct conn {
+    int fd;
+    const unsigned char *message;
+    unsigned char *echo;
+    size_t sent, received;
+};
+
+static int send_some(struct conn *c, int port)
+{
+    ssize_t n = send(c->fd, c->message + c->sent, opt.size - c->sent, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n <= 0)
+        fail("send to port %d: %s", port, n < 0 ? strerror(errno) : "no progress");
+    c->sent += (size_t)n;
+    return 1;
+}
+
+/* Returns 1 when this connection's echo is complete (and checked). */
+static int receive_some(struct conn *c, int port)
+{
+    ssize_t n = recv(c->fd, c->echo + c->received, opt.size - c->received, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    if (n < 0)
+        fail("recv from port %d: %s", port, strerror(errno));
+    if (n == 0)
+        fail("port %d closed the connection", port);
+    c->received += (size_t)n;
+    if (c->received < opt.size)
+        return 0;
+    if (memcmp(c->message, c->echo, opt.size) != 0)
+        fail("port %d echoed different bytes", port);
+    return 1;
+}
+
+/* A batch: one request on each of the n (non-blocking) connections, until all are echoed. */
+static void batch(struct conn *conns, int n, int port)
+{
+    struct pollfd polled[MAX_CONNS];
+    int which[MAX_CONNS];
+    int left = n;
+    for (int i = 0; i < n; i++) {
+        conns[i].sent = conns[i].received = 0;
+        send_some(&conns[i], port);
+    }
+    while (left > 0) {
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            if (conns[i].received == opt.size)
+                continue;
+            polled[m].fd = conns[i].fd;
+            polled[m].events = POLLIN | (conns[i].sent < opt.size ? POLLOUT : 0);
+            polled[m].revents = 0;
+            which[m++] = i;
+        }
+        int ready = poll(polled, (nfds_t)m, 10000);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            fail("port %d: no progress for 10 s (%s)", port, ready < 0 ? strerror(errno) : "timeout");
+        for (int j = 0; j < m; j++) {
+            struct conn *c = &conns[which[j]];
+            if ((polled[j].revents & POLLOUT) && c->sent < opt.size)
+                send_some(c, port);
+            if (polled[j].revents & (POLLIN | POLLHUP | POLLERR))
+                left -= receive_some(c, port);
+        }
+    }
+}
+
 static void parse_ports(const char *text)
 {
     char *copy = strdup(text);
@@ -116,7 +195,7 @@ int main(int argc, char **argv)
         {"host", required_argument, 0, 'h'},     {"ports", required_argument, 0, 'p'},
         {"size", required_argument, 0, 's'},     {"duration", required_argument, 0, 'd'},
         {"warmup", required_argument, 0, 'w'},   {"raw", required_argument, 0, 'r'},
-        {0, 0, 0, 0}};
+        {"conns", required_argument, 0, 'c'},    {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (c) {
@@ -126,20 +205,29 @@ int main(int argc, char **argv)
         case 'd': opt.duration = atof(optarg); break;
         case 'w': opt.warmup = atof(optarg); break;
         case 'r': opt.raw = optarg; break;
+        case 'c': opt.conns = atoi(optarg); break;
         default: fail("usage: paired_client --ports P1,P2,... --raw FILE [--size B] "
-                      "[--duration S] [--warmup S] [--host H]");
+                      "[--conns N] [--duration S] [--warmup S] [--host H]");
         }
     }
     if (opt.count < 1 || !opt.raw || opt.size < 1 || opt.duration <= 0)
         fail("need --ports, --raw, a positive --size and --duration");
+    if (opt.conns < 1 || opt.conns > MAX_CONNS)
+        fail("--conns must be 1 to %d", MAX_CONNS);
 
     unsigned char *pattern = make_pattern(opt.size);
-    unsigned char *echo = malloc(opt.size);
+    unsigned char *echo = malloc(opt.size * (size_t)opt.conns);
     if (!echo)
         fail("out of memory");
-    int fds[MAX_SERVERS];
-    for (int i = 0; i < opt.count; i++)
-        fds[i] = connect_to(opt.ports[i]);
+    static struct conn conns[MAX_SERVERS][MAX_CONNS];
+    for (int i = 0; i < opt.count; i++) {
+        for (int j = 0; j < opt.conns; j++) {
+            conns[i][j].fd = connect_to(opt.ports[i]);
+            conns[i][j].echo = echo + (size_t)j * opt.size;
+            if (opt.conns > 1 && fcntl(conns[i][j].fd, F_SETFL, O_NONBLOCK) < 0)
+                fail("fcntl: %s", strerror(errno));
+        }
+    }
 
     FILE *raw = fopen(opt.raw, "wb");
     if (!raw)
@@ -155,9 +243,14 @@ int main(int argc, char **argv)
             break;
         for (int k = 0; k < opt.count; k++) {
             int i = (int)((seq + (uint64_t)k) % (uint64_t)opt.count);
-            const unsigned char *message = pattern + (seq * 97u + (uint64_t)i * 31u) % PATTERN_SLACK;
+            for (int j = 0; j < opt.conns; j++)
+                conns[i][j].message =
+                    pattern + (seq * 97u + (uint64_t)i * 31u + (uint64_t)j * 7u) % PATTERN_SLACK;
             uint64_t t0 = now_ns();
-            request(fds[i], opt.ports[i], message, echo);
+            if (opt.conns == 1)
+                request(conns[i][0].fd, opt.ports[i], conns[i][0].message, echo);
+            else
+                batch(conns[i], opt.conns, opt.ports[i]);
             uint64_t elapsed = now_ns() - t0;
             latencies[i] = elapsed > UINT32_MAX ? UINT32_MAX : (uint32_t)elapsed;
         }
@@ -171,7 +264,8 @@ int main(int argc, char **argv)
     if (fclose(raw) != 0)
         fail("close %s: %s", opt.raw, strerror(errno));
     for (int i = 0; i < opt.count; i++)
-        close(fds[i]);
+        for (int j = 0; j < opt.conns; j++)
+            close(conns[i][j].fd);
     printf("{\"rounds\": %llu, \"servers\": %d, \"seconds\": %.3f}\n", (unsigned long long)rounds,
            opt.count, (double)(now_ns() - timed_from) / 1e9);
     return 0;
