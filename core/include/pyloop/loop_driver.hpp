@@ -128,8 +128,12 @@ class loop_driver {
   // sockets, C++ coroutines). Its handlers run on the loop's thread, in phase 3 or during
   // the wait (without the GIL). Other threads hand work to the loop through mailbox() or
   // call_soon_threadsafe(); posting to io() from another thread wakes the loop only while
-  // io() has work pending (hold a work guard), as with any Asio context.
-  asio::io_context& io() noexcept { return io_; }
+  // io() has work pending (hold a work guard), as with any Asio context. Until io() is first
+  // called nothing can be queued on the context, and the loop does not poll it.
+  asio::io_context& io() noexcept {
+    asio_shared_ = true;
+    return io_;
+  }
 
   // The address other threads' native work completes to (closed when the driver goes).
   const std::shared_ptr<loop_mailbox>& mailbox() const noexcept { return mailbox_; }
@@ -152,6 +156,7 @@ class loop_driver {
   readiness_set readiness_;               // the descriptors the loop waits on, and its wakeup
   asio::io_context io_{1};                // native Asio work; driven only from the loop's thread
   asio::posix::stream_descriptor readiness_in_asio_{io_};  // readiness_ seen from io_ (not owned)
+  bool asio_shared_ = false;              // io() was handed out: native code may queue work
   bool asio_busy_ = false;                // io_ had work pending at its last poll
   ready_queue ready_;                     // callbacks for the next iteration
   timer_heap timers_;                     // callbacks waiting for a deadline
