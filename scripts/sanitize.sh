@@ -4,22 +4,40 @@
 # The interpreter is not instrumented, so libasan is preloaded and leak detection is off
 # (CPython keeps objects alive until exit by design); reference leaks are covered by
 # tests/checks/test_hot_path_leaks.py instead. Any ASan or UBSan report aborts the run.
+#
+#   scripts/sanitize.sh                                  build, then run the suites
+#   scripts/sanitize.sh --configure-only [--build-dir D] only configure CMake (tests/checks
+#                                                        uses it to prove the venv is used)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+# Absolute: CMake resolves a relative interpreter path against its build directory, finds
+# nothing there, and falls back to whatever python is on PATH (which may lack nanobind).
+PY="$PWD/.venv/bin/python"
 
-cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPYLOOP_SANITIZE=ON \
+build=build/asan
+configure_only=0
+while (($#)); do
+  case "$1" in
+    --configure-only) configure_only=1 ;;
+    --build-dir) build="$2"; shift ;;
+    *) echo "sanitize.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPYLOOP_SANITIZE=ON \
       -DPYLOOP_BUILD_TESTS=ON -DPython_EXECUTABLE="$PY" >/dev/null
-cmake --build build/asan -j 2
+((configure_only)) && exit 0
+cmake --build "$build" -j 2
 
 # The core's own tests, instrumented.
-(cd build/asan && ctest --output-on-failure -j 2)
+(cd "$build" && ctest --output-on-failure -j 2)
 
 # A package tree whose extension is the instrumented one; it shadows the installed one.
-site=build/asan/site
+site="$build/site"
 rm -rf "$site" && mkdir -p "$site/data_bridge"
 cp -r python/data_bridge/pyloop "$site/data_bridge/pyloop"
-cp build/asan/_pyloop*.so "$site/data_bridge/pyloop/"
+cp "$build"/_pyloop*.so "$site/data_bridge/pyloop/"
 
 libasan=$(gcc -print-file-name=libasan.so)
 libubsan=$(gcc -print-file-name=libubsan.so)
@@ -29,5 +47,5 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export PYTHONPATH="$PWD/$site"
 export PYLOOP_SANITIZER_BUILD=1
 export PYTHONMALLOC=malloc  # lets ASan see every Python allocation too
-"$PY" -c "import data_bridge.pyloop._pyloop as m, sys; assert 'build/asan' in m.__file__, m.__file__; print('sanitize: using', m.__file__)"
+"$PY" -c "import data_bridge.pyloop._pyloop as m, sys; assert sys.argv[1] in m.__file__, m.__file__; print('sanitize: using', m.__file__)" "$PWD/$site"
 "$PY" -m pytest tests/python tests/checks -q -p no:cacheprovider
