@@ -9,7 +9,7 @@
 namespace pyloop {
 namespace {
 
-bool make_nonblocking_cloexec(int fd) {
+bool make_nonblocking_cloexec(int fd) noexcept {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return false;
   int fd_flags = ::fcntl(fd, F_GETFD);
@@ -18,12 +18,13 @@ bool make_nonblocking_cloexec(int fd) {
 
 }  // namespace
 
-interrupt_pipe::~interrupt_pipe() {
+void interrupt_pipe::close() noexcept {
   if (read_fd_ >= 0) ::close(read_fd_);
   if (write_fd_ >= 0) ::close(write_fd_);
+  read_fd_ = write_fd_ = -1;
 }
 
-std::error_code interrupt_pipe::open() {
+std::error_code interrupt_pipe::open() noexcept {
   if (is_open()) return {};
   int fds[2];
   if (::pipe(fds) != 0) return {errno, std::generic_category()};

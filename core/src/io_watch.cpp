@@ -12,7 +12,7 @@ unsigned io_watch::interest() const noexcept {
   return (has(direction::read) ? readable : 0u) | (has(direction::write) ? writable : 0u);
 }
 
-std::error_code io_watch::install(direction d, callback cb, callback& replaced) {
+std::error_code io_watch::install(direction d, callback cb, callback& replaced) noexcept {
   const unsigned wanted = registered_ | bit(d);
   if (std::error_code ec = set_.update(fd_, registered_, wanted)) {
     replaced = callback{nullptr, nullptr};
@@ -25,7 +25,7 @@ std::error_code io_watch::install(direction d, callback cb, callback& replaced) 
   return {};
 }
 
-callback io_watch::remove(direction d) {
+callback io_watch::remove(direction d) noexcept {
   side& s = side_[index(d)];
   callback removed = s.cb;
   s.cb = callback{nullptr, nullptr};
@@ -48,9 +48,10 @@ void io_watch::on_ready(unsigned bits) {
 void io_watch::queue(direction d) {
   side& s = side_[index(d)];
   if (s.cb.ops == nullptr || s.queued) return;
+  // Pushed first: if the queue cannot grow (std::bad_alloc), nothing was counted.
+  ready_.push(callback{d == direction::read ? &read_dispatch_ops : &write_dispatch_ops, this});
   s.queued = true;
   ++refs_;
-  ready_.push(callback{d == direction::read ? &read_dispatch_ops : &write_dispatch_ops, this});
 }
 
 callback_status io_watch::dispatch(direction d) noexcept {

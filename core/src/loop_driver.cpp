@@ -4,16 +4,73 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
+#include <new>
 
 namespace pyloop {
 
-loop_driver::loop_driver() = default;
+loop_driver::loop_driver() : open_error_(readiness_.open()) {
+  if (open_error_) closed_ = true;  // nothing to wait on: it must not run
+}
 
-loop_driver::~loop_driver() {
-  mailbox_->close();  // first: no other thread may deliver to a driver being destroyed
+loop_driver::~loop_driver() { close(); }
+
+void loop_driver::close() noexcept {
+  mailbox_->close();  // first: no other thread may deliver to a driver being closed
   clear();
+  release_asio();
+  interrupt_.close();
+  readiness_.close();
+  closed_ = true;
+}
+
+void loop_driver::release_asio() noexcept {
   // The readiness set owns its descriptor: Asio must forget it without closing it.
-  if (readiness_in_asio_.is_open()) (void)readiness_in_asio_.release();
+  if (readiness_in_asio_ && readiness_in_asio_->is_open()) {
+    try {
+      (void)readiness_in_asio_->release();
+    } catch (const std::exception&) {
+      // Cannot happen for a descriptor Asio holds; if it did, Asio closes a copy at worst.
+    }
+  }
+  readiness_in_asio_.reset();
+  io_.reset();  // its reactor's descriptors go with it; pending handlers are destroyed
+  asio_busy_ = false;
+}
+
+asio::io_context& loop_driver::io() {
+  if (!io_) io_ = std::make_unique<asio::io_context>(1);
+  return *io_;
+}
+
+char* loop_driver::receive_buffer() noexcept {
+  if (!receive_buffer_) receive_buffer_.reset(new (std::nothrow) char[receive_buffer_size]);
+  return receive_buffer_.get();
+}
+
+void loop_driver::schedule_flush(stream_writer* writer) {
+  flush_list_.push_back(writer);  // first: if it throws, nothing changed
+  writer->in_flush_list_ = true;
+  writer->events_.retain(writer->owner_);
+}
+
+void loop_driver::forget_flush(stream_writer* writer) noexcept {
+  for (auto it = flush_list_.begin(); it != flush_list_.end(); ++it) {
+    if (*it == writer) {
+      flush_list_.erase(it);
+      writer->in_flush_list_ = false;
+      return;
+    }
+  }
+}
+
+void loop_driver::release_flush_list() noexcept {
+  std::vector<stream_writer*> listed;
+  listed.swap(flush_list_);
+  for (stream_writer* w : listed) {
+    w->in_flush_list_ = false;
+    w->events_.release(w->owner_);
+  }
 }
 
 double loop_driver::now() noexcept {
@@ -44,10 +101,15 @@ double loop_driver::next_deadline() {
   return timers_.empty() ? -1.0 : timers_.top().when;
 }
 
-int loop_driver::interrupt_fd(std::error_code& ec) {
+int loop_driver::interrupt_fd(std::error_code& ec) noexcept {
   if (interrupt_.is_open()) return interrupt_.write_fd();
+  if (closed_) {
+    ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return -1;
+  }
   ec = interrupt_.open();
   if (!ec) ec = readiness_.update(interrupt_.read_fd(), 0, readable);
+  if (ec) interrupt_.close();  // a pipe the loop cannot wait on is of no use
   return ec ? -1 : interrupt_.write_fd();
 }
 
@@ -69,13 +131,13 @@ void loop_driver::collect(readiness_set::result ready) {
 
 void loop_driver::poll_asio() {
   // Each call locks Asio's scheduler several times (about 7% of a sleep(0) iteration):
-  // skipped while no native code holds the context.
-  if (!asio_shared_) return;
+  // skipped while no native code has asked for the context.
+  if (!io_) return;
   // An io_context stops when it runs out of work; restarting is what lets handlers that
   // native code queued since then run.
-  if (io_.stopped()) io_.restart();
-  io_.poll();
-  asio_busy_ = !io_.stopped();
+  if (io_->stopped()) io_->restart();
+  io_->poll();
+  asio_busy_ = !io_->stopped();
 }
 
 namespace {
@@ -100,28 +162,38 @@ bool loop_driver::wait(double timeout_seconds) {
 void loop_driver::wait_inside_asio(double timeout_seconds) {
   // Asio has native work pending (its timers, sockets or a work guard): block in Asio's
   // reactor, where the readiness set is one more descriptor, so either side ends the wait.
-  bool nested = readiness_in_asio_.is_open();
+  asio::io_context& io = *io_;
+  bool nested = readiness_in_asio_ && readiness_in_asio_->is_open();
   if (!nested) {
-    asio::error_code ec;
-    readiness_in_asio_.assign(readiness_.native_handle(), ec);
-    nested = !ec;
+    try {
+      // Asio's reactor (its own epoll, eventfd and timerfd) is made here, on first use.
+      if (!readiness_in_asio_) readiness_in_asio_.emplace(io);
+      asio::error_code ec;
+      readiness_in_asio_->assign(readiness_.native_handle(), ec);
+      nested = !ec;
+    } catch (const std::exception&) {
+      nested = false;  // out of descriptors or memory: fall back to polling below
+    }
   }
   if (nested) {
-    readiness_in_asio_.async_wait(asio::posix::stream_descriptor::wait_read,
-                                  [](const asio::error_code&) {});
+    readiness_in_asio_->async_wait(asio::posix::stream_descriptor::wait_read,
+                                   [](const asio::error_code&) {});
   } else if (timeout_seconds < 0 || timeout_seconds > 0.001) {
-    timeout_seconds = 0.001;  // Asio refused the set (never seen): look at both every 1 ms
+    timeout_seconds = 0.001;  // Asio refused the set: look at both every millisecond
   }
   if (timeout_seconds < 0) {
-    io_.run_one();
+    io.run_one();
   } else {
-    io_.run_one_for(std::chrono::duration_cast<std::chrono::nanoseconds>(
+    io.run_one_for(std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::duration<double>(timeout_seconds)));
   }
   // The wait on the set is this iteration's only: cancelling it lets io_ run out of work
   // once native work is done, and the loop go back to blocking in the set alone.
-  if (nested) readiness_in_asio_.cancel();
-  io_.poll();
+  if (nested) {
+    asio::error_code ignored;
+    readiness_in_asio_->cancel(ignored);
+  }
+  io.poll();
   collect(readiness_.wait(0));
 }
 
@@ -141,6 +213,11 @@ void loop_driver::move_due_timers() {
 }
 
 run_status loop_driver::run_once() {
+  running_ = true;
+  struct not_running_after {
+    bool& flag;
+    ~not_running_after() { flag = false; }
+  } reset{running_};
   take_incoming();
   timers_.prune();
   poll_asio();
@@ -172,6 +249,7 @@ run_status loop_driver::run_once() {
       break;
     }
   }
+  ++turn_;
   if (hooks_.end_of_turn != nullptr && !hooks_.end_of_turn(hooks_.data)) {
     status = run_status::aborted;
   }
@@ -196,29 +274,36 @@ void loop_driver::clear() {
     remove_io_source();
   }
   watches_.clear();
+  release_flush_list();
   ready_.clear();  // drops queued dispatches: the detached watches free themselves
   timers_.clear();
   incoming_.clear();
 }
 
 std::error_code loop_driver::watch(int fd, io_watch::direction d, callback cb,
-                                   callback& replaced) {
+                                   callback& replaced) noexcept {
   replaced = callback{nullptr, nullptr};
+  if (closed_) return std::make_error_code(std::errc::bad_file_descriptor);
   auto found = watches_.find(fd);
-  io_watch* w;
-  if (found != watches_.end()) {
-    w = found->second;
-  } else {
-    w = new io_watch(readiness_, ready_, fd);
-    if (std::error_code ec = w->install(d, cb, replaced)) {
-      w->detach();
-      return ec;
-    }
-    watches_.emplace(fd, w);
-    add_io_source();
-    return {};
+  if (found != watches_.end()) return found->second->install(d, cb, replaced);
+  // The registry's slot first: if memory runs out, nothing of cb has been taken.
+  std::unordered_map<int, io_watch*>::iterator slot;
+  try {
+    slot = watches_.emplace(fd, nullptr).first;
+  } catch (const std::bad_alloc&) {
+    return std::make_error_code(std::errc::not_enough_memory);
   }
-  return w->install(d, cb, replaced);
+  auto* w = new (std::nothrow) io_watch(readiness_, ready_, fd);
+  std::error_code ec = w == nullptr ? std::make_error_code(std::errc::not_enough_memory)
+                                    : w->install(d, cb, replaced);
+  if (ec) {
+    watches_.erase(slot);
+    if (w != nullptr) w->detach();  // nothing installed: only the registry's reference goes
+    return ec;
+  }
+  slot->second = w;
+  add_io_source();
+  return {};
 }
 
 callback loop_driver::unwatch(int fd, io_watch::direction d) {

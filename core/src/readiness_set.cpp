@@ -18,9 +18,7 @@
 namespace pyloop {
 namespace {
 
-std::error_code last_error() { return {errno, std::generic_category()}; }
-
-[[noreturn]] void fail(const char* what) { throw std::system_error(last_error(), what); }
+std::error_code last_error() noexcept { return {errno, std::generic_category()}; }
 
 }  // namespace
 
@@ -34,29 +32,28 @@ unsigned epoll_interest(unsigned bits) {
 
 }  // namespace
 
-readiness_set::readiness_set() {
+std::error_code readiness_set::open() noexcept {
+  if (is_open()) return {};
   queue_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-  if (queue_fd_ < 0) fail("epoll_create1");
+  if (queue_fd_ < 0) return last_error();
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  std::error_code ec;
   if (wake_fd_ < 0) {
-    std::error_code ec = last_error();
-    ::close(queue_fd_);
-    throw std::system_error(ec, "eventfd");
+    ec = last_error();
+  } else {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_fd_;
+    if (::epoll_ctl(queue_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) ec = last_error();
   }
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = wake_fd_;
-  if (::epoll_ctl(queue_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
-    std::error_code ec = last_error();
-    ::close(wake_fd_);
-    ::close(queue_fd_);
-    throw std::system_error(ec, "epoll_ctl");
-  }
+  if (ec) close();
+  return ec;
 }
 
-readiness_set::~readiness_set() {
-  ::close(wake_fd_);
-  ::close(queue_fd_);
+void readiness_set::close() noexcept {
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  if (queue_fd_ >= 0) ::close(queue_fd_);
+  wake_fd_ = queue_fd_ = -1;
 }
 
 std::error_code readiness_set::update(int fd, unsigned before, unsigned after) noexcept {
@@ -117,19 +114,24 @@ namespace {
 constexpr std::uintptr_t wake_ident = 0;  // the EVFILT_USER event's identifier
 }
 
-readiness_set::readiness_set() {
+std::error_code readiness_set::open() noexcept {
+  if (is_open()) return {};
   queue_fd_ = ::kqueue();
-  if (queue_fd_ < 0) fail("kqueue");
+  if (queue_fd_ < 0) return last_error();
   struct kevent change;
   EV_SET(&change, wake_ident, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, nullptr);
   if (::kevent(queue_fd_, &change, 1, nullptr, 0, nullptr) != 0) {
     std::error_code ec = last_error();
-    ::close(queue_fd_);
-    throw std::system_error(ec, "kevent");
+    close();
+    return ec;
   }
+  return {};
 }
 
-readiness_set::~readiness_set() { ::close(queue_fd_); }
+void readiness_set::close() noexcept {
+  if (queue_fd_ >= 0) ::close(queue_fd_);
+  queue_fd_ = -1;
+}
 
 std::error_code readiness_set::update(int fd, unsigned before, unsigned after) noexcept {
   struct kevent changes[2];

@@ -31,6 +31,7 @@ std::vector<ready_descriptor> wait_for(readiness_set& set, int timeout_ms) {
 
 TEST(ReadinessSet, ReportsALevelUntilItIsConsumed) {
   readiness_set set;
+  ASSERT_FALSE(set.open());
   socket_pair sp;
   ASSERT_FALSE(set.update(sp.fds[0], 0, readable));
   EXPECT_TRUE(wait_for(set, 0).empty());
@@ -48,6 +49,7 @@ TEST(ReadinessSet, ReportsALevelUntilItIsConsumed) {
 
 TEST(ReadinessSet, InterestChangesAddAndDropDirections) {
   readiness_set set;
+  ASSERT_FALSE(set.open());
   socket_pair sp;
   ASSERT_FALSE(set.update(sp.fds[0], 0, readable));
   EXPECT_TRUE(wait_for(set, 0).empty());  // writable, but only reading is of interest
@@ -62,6 +64,7 @@ TEST(ReadinessSet, InterestChangesAddAndDropDirections) {
 
 TEST(ReadinessSet, HangUpWakesBothDirections) {
   readiness_set set;
+  ASSERT_FALSE(set.open());
   socket_pair sp;
   ASSERT_FALSE(set.update(sp.fds[0], 0, readable));
   ::close(sp.fds[1]);
@@ -73,6 +76,7 @@ TEST(ReadinessSet, HangUpWakesBothDirections) {
 
 TEST(ReadinessSet, ClosedDescriptorsLeaveQuietlyAndTheirNumbersCanBeRegisteredAgain) {
   readiness_set set;
+  ASSERT_FALSE(set.open());
   socket_pair first;
   const int fd = first.fds[0];
   ASSERT_FALSE(set.update(fd, 0, readable));
@@ -95,6 +99,7 @@ TEST(ReadinessSet, ClosedDescriptorsLeaveQuietlyAndTheirNumbersCanBeRegisteredAg
 
 TEST(ReadinessSet, RefusesDescriptorsTheKernelCannotWatch) {
   readiness_set set;
+  ASSERT_FALSE(set.open());
   EXPECT_TRUE(set.update(12345, 0, readable));  // not open
   char path[] = "/tmp/pyloop-readiness-XXXXXX";
   const int file = ::mkstemp(path);
@@ -106,6 +111,7 @@ TEST(ReadinessSet, RefusesDescriptorsTheKernelCannotWatch) {
 
 TEST(ReadinessSet, WakeEndsAnIndefiniteWaitAndIsNotReported) {
   readiness_set set;
+  ASSERT_FALSE(set.open());
   std::thread waker([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     set.wake();

@@ -19,6 +19,7 @@ struct callback_ops {
   // Releases the payload without running it (queues cleared on close, cancelled timers).
   void (*discard)(void* payload) noexcept;
   // True when the payload was cancelled while queued: timers are dropped lazily on this.
+  // Asked only of timers; may be null for payloads never scheduled as timers.
   bool (*cancelled)(const void* payload) noexcept;
   // Called when a timer leaves the heap for the ready queue, so the payload can stop counting
   // itself as scheduled (a later cancel must not be counted against the heap). May be null.

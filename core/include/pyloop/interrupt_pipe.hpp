@@ -16,10 +16,11 @@ class interrupt_pipe {
   interrupt_pipe() = default;
   interrupt_pipe(const interrupt_pipe&) = delete;
   interrupt_pipe& operator=(const interrupt_pipe&) = delete;
-  ~interrupt_pipe();
+  ~interrupt_pipe() { close(); }
 
   // Creates the pipe on first use. Returns an error if the pipe cannot be made.
-  std::error_code open();
+  std::error_code open() noexcept;
+  void close() noexcept;  // closes both ends; open() may make a new pipe
   bool is_open() const noexcept { return write_fd_ >= 0; }
   int write_fd() const noexcept { return write_fd_; }
   int read_fd() const noexcept { return read_fd_; }

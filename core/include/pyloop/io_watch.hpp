@@ -29,9 +29,9 @@ class io_watch {
   // Installs cb for a direction and hands back the callback it replaces (ops null if none)
   // for the caller to dispose of (asyncio cancels the old handle). Fails, installing
   // nothing, when the kernel refuses the descriptor (EPERM for regular files, EBADF).
-  std::error_code install(direction d, callback cb, callback& replaced);
+  std::error_code install(direction d, callback cb, callback& replaced) noexcept;
   // Removes and returns the callback of a direction (ops null if there was none).
-  callback remove(direction d);
+  callback remove(direction d) noexcept;
   bool has(direction d) const noexcept { return side_[index(d)].cb.ops != nullptr; }
   bool idle() const noexcept { return !has(direction::read) && !has(direction::write); }
 

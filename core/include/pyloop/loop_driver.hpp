@@ -15,15 +15,20 @@
 //   6. exactly the callbacks ready at this point run, in FIFO order: anything they schedule
 //      runs in the next iteration. A callback that aborts ends the callback phase at once and
 //      the rest stay queued;
-//   7. the end_of_turn hook runs (aborted or not): transports send what their callbacks
-//      wrote during the turn, one system call per transport.
+//   7. the turn ends (aborted or not): the turn count advances and the end_of_turn hook runs;
+//      it sends, through flush_writers(), what the transports' callbacks wrote during the
+//      turn, one system call per transport (stream_writer).
 // docs/architecture.md repeats this list; tests/cpp/loop_driver_test.cpp tests it rule by rule.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
 #include <system_error>
 #include <unordered_map>
+#include <vector>
 
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
@@ -32,9 +37,9 @@
 #include "pyloop/interrupt_pipe.hpp"
 #include "pyloop/io_watch.hpp"
 #include "pyloop/loop_mailbox.hpp"
-#include <memory>
 #include "pyloop/readiness_set.hpp"
 #include "pyloop/ready_queue.hpp"
+#include "pyloop/stream_writer.hpp"
 #include "pyloop/threadsafe_queue.hpp"
 #include "pyloop/timer_heap.hpp"
 
@@ -60,16 +65,31 @@ enum class run_status : unsigned char {
   aborted,  // a callback aborted; its error is the caller's to report
 };
 
+// Lifetime: the driver makes its kernel objects when constructed (open_error() tells if that
+// failed; such a driver must not run) and releases them in close(), after which it holds no
+// descriptor and refuses new readiness callbacks, but stays a valid object until destroyed,
+// so that transports and other objects referring to it can still ask closed().
 // Thread safety: every member is for the loop's thread only, except call_soon_threadsafe(),
-// which any thread may call while the driver is alive.
+// which any thread may call while the driver is open.
 class loop_driver {
  public:
   static constexpr double maximum_wait_seconds = 24.0 * 3600.0;
+  // Size of the receive buffer transports read into: the most one read takes (asyncio's).
+  static constexpr std::size_t receive_buffer_size = 256 * 1024;
 
-  loop_driver();
+  loop_driver();  // may throw std::bad_alloc; kernel failures go to open_error()
   loop_driver(const loop_driver&) = delete;
   loop_driver& operator=(const loop_driver&) = delete;
   ~loop_driver();
+
+  // The kernel's error if the readiness set could not be made (EMFILE...), else empty.
+  std::error_code open_error() const noexcept { return open_error_; }
+  // Discards everything queued (as clear()) and releases every kernel object: the readiness
+  // set and its wakeup, the signal pipe, Asio's context. Idempotent.
+  void close() noexcept;
+  bool closed() const noexcept { return closed_; }
+  // Inside run_once(): transports write at once when the loop is not running, as asyncio's do.
+  bool running() const noexcept { return running_; }
 
   // Seconds on the monotonic clock (CLOCK_MONOTONIC on Linux, as time.monotonic()).
   static double now() noexcept;
@@ -96,7 +116,7 @@ class loop_driver {
 
   // The write end of a pipe that ends a blocked wait when written to (for signal wakeups);
   // created on first call. Returns -1 and sets ec if it cannot be created.
-  int interrupt_fd(std::error_code& ec);
+  int interrupt_fd(std::error_code& ec) noexcept;
   // Signal numbers that arrived through the interrupt pipe since the last call (see
   // interrupt_pipe::take_signals); the bindings call it from the after_wait hook.
   template <class Visitor>
@@ -108,7 +128,8 @@ class loop_driver {
   // direction and hands back the callback it replaced (ops null if none) for the caller to
   // dispose of; unwatch() hands back the removed one. A descriptor with no callback left is
   // removed from the readiness set.
-  std::error_code watch(int fd, io_watch::direction d, callback cb, callback& replaced);
+  // Refused with EBADF once closed; ENOMEM when memory runs out (cb is then not taken).
+  std::error_code watch(int fd, io_watch::direction d, callback cb, callback& replaced) noexcept;
   callback unwatch(int fd, io_watch::direction d);
   bool watching(int fd, io_watch::direction d) const;
 
@@ -117,6 +138,25 @@ class loop_driver {
   // reported.
   void add_io_source() noexcept { ++io_sources_; }
   void remove_io_source() noexcept { --io_sources_; }
+
+  // Turns ended so far (phase 7): stream writers' write pattern counts writes per turn.
+  std::uint64_t turn() const noexcept { return turn_; }
+
+  // Writers written to during this turn, sent by flush_writers(). A listed writer's owner is
+  // retained until its flush (stream_writer_events::retain).
+  void schedule_flush(stream_writer* writer);
+  // Sends every listed writer's queue. on_failure(writer, outcome) runs for a writer whose
+  // flush failed (its error pending) and returns false to make this return false (abort the
+  // iteration) once the rest are flushed. Writes made meanwhile are listed for next time.
+  template <class OnFailure>
+  bool flush_writers(OnFailure&& on_failure);
+  void forget_flush(stream_writer* writer) noexcept;  // a listed writer going away
+  std::uint64_t sends() const noexcept { return sends_; }  // send calls of writers (tests)
+  void count_send() noexcept { ++sends_; }
+
+  // The transports' receive buffer (receive_buffer_size bytes), made on first use; null if
+  // that allocation fails.
+  char* receive_buffer() noexcept;
 
   std::size_t ready_count() const noexcept { return ready_.size(); }
   std::size_t timer_count() const noexcept { return timers_.size(); }
@@ -130,10 +170,8 @@ class loop_driver {
   // call_soon_threadsafe(); posting to io() from another thread wakes the loop only while
   // io() has work pending (hold a work guard), as with any Asio context. Until io() is first
   // called nothing can be queued on the context, and the loop does not poll it.
-  asio::io_context& io() noexcept {
-    asio_shared_ = true;
-    return io_;
-  }
+  // The context is made on first call (which may throw std::bad_alloc or std::system_error).
+  asio::io_context& io();
 
   // The address other threads' native work completes to (closed when the driver goes).
   const std::shared_ptr<loop_mailbox>& mailbox() const noexcept { return mailbox_; }
@@ -144,6 +182,11 @@ class loop_driver {
     timers_.for_each(visit);
     for (const auto& [fd, watch] : watches_) watch->for_each_callback(visit);
   }
+  // Visits the owner of each writer in the flush list (for garbage-collector traversal).
+  template <class Visitor>
+  void for_each_flush_owner(Visitor&& visit) const {
+    for (const stream_writer* w : flush_list_) visit(w->owner());
+  }
 
  private:
   bool wait(double timeout_seconds);
@@ -152,12 +195,22 @@ class loop_driver {
   void collect(readiness_set::result ready);
   void take_incoming();
   void move_due_timers();
+  void release_flush_list() noexcept;
+  void release_asio() noexcept;
 
   readiness_set readiness_;               // the descriptors the loop waits on, and its wakeup
-  asio::io_context io_{1};                // native Asio work; driven only from the loop's thread
-  asio::posix::stream_descriptor readiness_in_asio_{io_};  // readiness_ seen from io_ (not owned)
-  bool asio_shared_ = false;              // io() was handed out: native code may queue work
+  std::error_code open_error_;            // why readiness_ could not be opened, if it could not
+  std::unique_ptr<asio::io_context> io_;  // native Asio work, made by io(); loop thread only
+  // readiness_ seen from io_ (not owned), made the first time the loop waits inside Asio.
+  std::optional<asio::posix::stream_descriptor> readiness_in_asio_;
   bool asio_busy_ = false;                // io_ had work pending at its last poll
+  bool closed_ = false;                   // close() has run
+  bool running_ = false;                  // inside run_once()
+  std::uint64_t turn_ = 0;                // turns ended so far
+  std::uint64_t sends_ = 0;               // writers' send calls
+  std::vector<stream_writer*> flush_list_;   // writers to flush at the end of the turn
+  std::vector<stream_writer*> spare_list_;   // the previous flush list, kept for its capacity
+  std::unique_ptr<char[]> receive_buffer_;   // see receive_buffer()
   ready_queue ready_;                     // callbacks for the next iteration
   timer_heap timers_;                     // callbacks waiting for a deadline
   threadsafe_queue incoming_;             // callbacks handed over by other threads
@@ -169,5 +222,26 @@ class loop_driver {
   bool stopping_ = false;                 // stop() called; honoured after this iteration
   std::shared_ptr<loop_mailbox> mailbox_ = std::make_shared<loop_mailbox>(this);  // see mailbox()
 };
+
+template <class OnFailure>
+bool loop_driver::flush_writers(OnFailure&& on_failure) {
+  if (flush_list_.empty()) return true;
+  // Detached first: a flush may write again (an error handler), for the next flush.
+  std::vector<stream_writer*> due;
+  due.swap(flush_list_);
+  flush_list_.swap(spare_list_);
+  bool keep_going = true;
+  for (stream_writer* w : due) {
+    w->in_flush_list_ = false;
+    const stream_writer_events& events = w->events_;
+    void* owner = w->owner_;
+    write_outcome outcome = w->flush_at_end_of_turn();
+    if (outcome != write_outcome::ok && !on_failure(*w, outcome)) keep_going = false;
+    events.release(owner);  // the list's reference; w may be gone after this
+  }
+  due.clear();
+  if (spare_list_.capacity() < due.capacity()) spare_list_.swap(due);
+  return keep_going;
+}
 
 }  // namespace pyloop

@@ -25,10 +25,17 @@ class readiness_set {
  public:
   static constexpr std::size_t batch_size = 128;  // descriptors reported per wait at most
 
-  readiness_set();  // throws std::system_error if the kernel objects cannot be made
+  readiness_set() noexcept = default;
   readiness_set(const readiness_set&) = delete;
   readiness_set& operator=(const readiness_set&) = delete;
-  ~readiness_set();
+  ~readiness_set() { close(); }
+
+  // Makes the kernel objects (the epoll or kqueue descriptor and the wakeup). Returns the
+  // kernel's error (EMFILE when the process is out of descriptors), leaving nothing open.
+  std::error_code open() noexcept;
+  bool is_open() const noexcept { return queue_fd_ >= 0; }
+  // Closes them: a closed set holds no descriptor. open() may be called again.
+  void close() noexcept;
 
   // Changes fd's registered interest from `before` to `after` (readiness_bits; 0 = none).
   // Removing a descriptor that was closed meanwhile is not an error: the kernel dropped it.

@@ -1,0 +1,160 @@
+// tests/cpp/test_transport_owner.hpp — a stand-in transport that records what a stream writer
+// or reader told it, and the descriptors and loop set-up those tests share.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "pyloop/loop_driver.hpp"
+#include "pyloop/stream_reader.hpp"
+#include "pyloop/stream_writer.hpp"
+
+namespace pyloop::testing {
+
+// A connected pair of non-blocking Unix stream sockets, closed at the end of the test.
+struct socket_pair {
+  int fds[2] = {-1, -1};
+  socket_pair() { EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0); }
+  ~socket_pair() {
+    for (int fd : fds) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  void close_peer() {
+    ::close(fds[1]);
+    fds[1] = -1;
+  }
+  // Everything the peer can read now.
+  std::string drain_peer() {
+    std::string got;
+    char buffer[65536];
+    ssize_t n;
+    while ((n = ::read(fds[1], buffer, sizeof buffer)) > 0) got.append(buffer, n);
+    return got;
+  }
+};
+
+// A non-blocking pipe: fds[0] reads, fds[1] writes.
+struct pipe_pair {
+  int fds[2] = {-1, -1};
+  pipe_pair() { EXPECT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0); }
+  ~pipe_pair() {
+    for (int fd : fds) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+};
+
+// Installs an end-of-turn hook that flushes the loop's writers, as the bindings' hook does.
+inline void flush_writers_at_end_of_turn(loop_driver& loop) {
+  loop_hooks hooks;
+  hooks.data = &loop;
+  hooks.end_of_turn = [](void* d) noexcept {
+    return static_cast<loop_driver*>(d)->flush_writers(
+        [](stream_writer&, write_outcome) { return true; });
+  };
+  loop.set_hooks(hooks);
+}
+
+// Records every event. `refs` counts owner references taken and not yet released, `kept`
+// chunk references likewise: both must be back to zero once a writer or reader is done.
+struct fake_owner {
+  int refs = 0;
+  int kept = 0;
+  std::vector<std::string> events;  // names in order: "high", "low", "drained", "failed:EPIPE"...
+  std::string received;             // data_received / buffer_updated bytes
+  int eofs = 0;
+  int failed_error = 0;
+  bool fail_next = false;           // the next event returns false (an unhandled error)
+  int callback_failures = 0;        // callback_failed() calls
+  std::function<void()> on_drained;  // extra action when drained
+  char lent[8] = {};                // the BufferedProtocol's buffer (small on purpose)
+  bool lend_nothing = false;        // get_buffer leaves the span empty (a handled failure)
+  int released_buffers = 0;
+
+  static fake_owner& of(void* o) { return *static_cast<fake_owner*>(o); }
+  bool answer() {
+    if (!fail_next) return true;
+    fail_next = false;
+    return false;
+  }
+
+  static void retain(void* o) noexcept { ++of(o).refs; }
+  static void release(void* o) noexcept { --of(o).refs; }
+  static callback_status callback_failed(void* o) noexcept {
+    ++of(o).callback_failures;
+    return callback_status::done;
+  }
+
+  // stream_writer_events
+  static void retain_chunk(void* k) noexcept { ++*static_cast<int*>(k); }
+  static void release_chunk(void* k) noexcept { --*static_cast<int*>(k); }
+  static bool write_failed(void* o, int error) noexcept {
+    of(o).failed_error = error;
+    of(o).events.push_back("failed:" + std::string(std::strerror(error)));
+    return of(o).answer();
+  }
+  static bool above_high_water(void* o) noexcept {
+    of(o).events.push_back("high");
+    return of(o).answer();
+  }
+  static bool at_low_water(void* o) noexcept {
+    of(o).events.push_back("low");
+    return of(o).answer();
+  }
+  static bool drained(void* o) noexcept {
+    of(o).events.push_back("drained");
+    if (of(o).on_drained) of(o).on_drained();
+    return of(o).answer();
+  }
+
+  // stream_reader_events
+  static bool data_received(void* o, const char* data, std::size_t size) noexcept {
+    of(o).received.append(data, size);
+    of(o).events.push_back("data");
+    return of(o).answer();
+  }
+  static bool get_buffer(void* o, lent_buffer& out) noexcept {
+    if (!of(o).lend_nothing) out = lent_buffer{of(o).lent, sizeof of(o).lent};
+    return of(o).answer();
+  }
+  static void release_buffer(void* o) noexcept { ++of(o).released_buffers; }
+  static bool buffer_updated(void* o, std::size_t size) noexcept {
+    of(o).received.append(of(o).lent, size);
+    of(o).events.push_back("updated");
+    return of(o).answer();
+  }
+  static bool eof_received(void* o) noexcept {
+    ++of(o).eofs;
+    of(o).events.push_back("eof");
+    return of(o).answer();
+  }
+  static bool read_failed(void* o, int error) noexcept {
+    of(o).failed_error = error;
+    of(o).events.push_back("failed:" + std::string(std::strerror(error)));
+    return of(o).answer();
+  }
+  static bool enter(void*) noexcept { return true; }
+  static bool leave(void*) noexcept { return true; }
+};
+
+inline constexpr stream_writer_events fake_writer_events{
+    fake_owner::release_chunk, fake_owner::retain_chunk, fake_owner::write_failed,
+    fake_owner::above_high_water, fake_owner::at_low_water, fake_owner::drained,
+    fake_owner::callback_failed, fake_owner::retain, fake_owner::release};
+
+inline constexpr stream_reader_events fake_reader_events{
+    fake_owner::data_received, fake_owner::get_buffer, fake_owner::release_buffer,
+    fake_owner::buffer_updated, fake_owner::eof_received, fake_owner::read_failed,
+    fake_owner::enter, fake_owner::leave, fake_owner::callback_failed, fake_owner::retain,
+    fake_owner::release};
+
+}  // namespace pyloop::testing
