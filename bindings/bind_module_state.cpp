@@ -52,6 +52,15 @@ void export_module_state(nb::module_& m) {
   s.str_run_handle_debug = interned("_run_handle_debug");
   s.str_create_task_with_factory = interned("_create_task_with_factory");
   s.str_handle_signal = interned("_handle_signal");
+  s.str_log_slow_callback = interned("_log_slow_callback");
+  s.str_slow_callback_duration = interned("slow_callback_duration");
+  s.str_on_write_error = interned("_on_write_error");
+  s.str_maybe_pause_protocol = interned("_maybe_pause_protocol");
+  s.str_maybe_resume_protocol = interned("_maybe_resume_protocol");
+  s.str_protocol_paused = interned("_protocol_paused");
+  s.str_on_drained = interned("_on_drained");
+  s.str_on_eof = interned("_on_eof");
+  s.str_fatal_error = interned("_fatal_error");
   s.str_data_received = interned("data_received");
   s.str_get_buffer = interned("get_buffer");
   s.str_buffer_updated = interned("buffer_updated");

@@ -5,11 +5,12 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <memory>
 #include <unordered_map>
 
-#include "loop_object.hpp"
+#include "loop_methods.hpp"
 #include "module_state.hpp"
 #include "pyloop/resolver.hpp"
 
@@ -28,7 +29,7 @@ nb::object socket_address(const sockaddr* address, socklen_t) {
     raw = &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr;
   }
   if (raw != nullptr && ::inet_ntop(address->sa_family, raw, host, sizeof host) == nullptr) {
-    PyErr_SetFromErrno(PyExc_OSError);
+    set_os_error(errno);
     return nb::object();
   }
   if (address->sa_family == AF_INET) {
@@ -49,8 +50,7 @@ nb::object socket_address(const sockaddr* address, socklen_t) {
 // from errno for EAI_SYSTEM, else socket.gaierror(status, gai_strerror(status)).
 void set_gai_error(int status, int system_errno) {
   if (status == EAI_SYSTEM) {
-    errno = system_errno;
-    PyErr_SetFromErrno(PyExc_OSError);
+    set_os_error(system_errno);
     return;
   }
   nb::object error = nb::steal(Py_BuildValue("(is)", status, gai_strerror(status)));
@@ -134,10 +134,8 @@ callback_status named(void* payload) noexcept {
 void dropped(void* payload) noexcept { delete static_cast<address_query*>(payload); }
 void name_dropped(void* payload) noexcept { delete static_cast<name_query*>(payload); }
 
-bool never_cancelled(const void*) noexcept { return false; }
-
-const callback_ops query_ops{resolved, dropped, never_cancelled, nullptr, nullptr};
-const callback_ops name_query_ops{named, name_dropped, never_cancelled, nullptr, nullptr};
+const callback_ops query_ops{resolved, dropped, nullptr, nullptr, nullptr};
+const callback_ops name_query_ops{named, name_dropped, nullptr, nullptr, nullptr};
 
 bool optional_bytes(PyObject* value, std::optional<std::string>& out) {
   if (value == Py_None) return true;
@@ -159,6 +157,18 @@ std::uint64_t register_query(loop_object* loop, nb::object future) {
   return id;
 }
 
+// Hands a registered query to the native runtime; if that fails (std::bad_alloc), the query
+// is forgotten again before the exception goes on to the entry point's guard.
+template <class Submit>
+void submit(loop_object* loop, std::uint64_t id, Submit&& hand_over) {
+  try {
+    hand_over();
+  } catch (...) {
+    loop->pending_queries->erase(id);
+    throw;
+  }
+}
+
 }  // namespace
 
 // _resolve(host, port, family, type, proto, flags, future): host and port are bytes or None,
@@ -170,10 +180,7 @@ PyObject* loop_resolve(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     return nullptr;
   }
   loop_object* loop = as_loop(self);
-  if (loop->closed || loop->driver == nullptr) {
-    PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-    return nullptr;
-  }
+  if (!require_open(loop)) return nullptr;
   auto q = std::make_unique<address_query>();
   if (!optional_bytes(args[0], q->host) || !optional_bytes(args[1], q->service)) return nullptr;
   int* ints[] = {&q->family, &q->type, &q->protocol, &q->flags};
@@ -184,7 +191,7 @@ PyObject* loop_resolve(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
   }
   q->id = register_query(loop, nb::borrow(args[6]));
   q->owner = loop;
-  resolve_async(loop->driver->mailbox(), std::move(q), &query_ops);
+  submit(loop, q->id, [&] { resolve_async(loop->driver->mailbox(), std::move(q), &query_ops); });
   Py_RETURN_NONE;
 }
 
@@ -195,10 +202,7 @@ PyObject* loop_resolve(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
 PyObject* loop_resolve_name(PyObject* self, PyObject* args) {
   loop_object* loop = as_loop(self);
   // First, as asyncio's run_in_executor checks it before the arguments are looked at.
-  if (loop->closed || loop->driver == nullptr) {
-    PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-    return nullptr;
-  }
+  if (!require_open(loop)) return nullptr;
   // The socket module's own argument formats: "i" raises its TypeError/OverflowError for
   // flags and port, "s" refuses bytes and embedded NULs, "I" wraps flowinfo and scope_id
   // modulo 2**32 (so -1 is caught below as out of range), and the ';' text replaces the
@@ -261,7 +265,7 @@ PyObject* loop_resolve_name(PyObject* self, PyObject* args) {
   q->flags = flags;
   q->id = register_query(loop, future);
   q->owner = loop;
-  resolve_name_async(loop->driver->mailbox(), std::move(q), &name_query_ops);
+  submit(loop, q->id, [&] { resolve_name_async(loop->driver->mailbox(), std::move(q), &name_query_ops); });
   return future.release().ptr();
 }
 

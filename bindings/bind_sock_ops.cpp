@@ -1,32 +1,30 @@
-// bindings/bind_sock_ops.cpp — sock_recv, sock_recv_into and sock_sendall without Python callbacks.
+// bindings/bind_sock_ops.cpp — the sock_* calls: one way to try a call and wait for readiness.
 //
 // asyncio's sock_* coroutines try the system call and, when it would block, create a future
-// and install a Python readiness handle that retries the call and resolves the future. Here
-// the three calls an echo or proxy loop makes per message are native end to end:
-// Loop._sock_recv & co. try the call in C++ and return its result when it completes at once
-// (no future, no handle, no exception object for EAGAIN). Otherwise they return a sock_op:
-// an awaitable around a new future, installed in the loop's readiness registry as a native
-// callback that retries the call, unwatches and resolves the future. The coroutines in
-// python/.../_sockets.py await it and call its unwatch() when they leave the await any other
-// way (cancelled), so a cancelled call leaves the socket unregistered before its task resumes
-// user code, as asyncio's done-callback does (docs/architecture.md, "Networking").
+// and install a readiness handle that retries the call and resolves the future. Here that
+// waiting is one native object, the SockOp: an awaitable around a new future, installed in
+// the loop's readiness registry as a native callback that retries the call, unwatches and
+// resolves the future. The coroutines in python/.../_sockets.py await it and call its
+// unwatch() when they leave the await any other way (cancelled), so a cancelled call leaves
+// the socket unregistered before its task resumes user code, as asyncio's done-callback does.
 //
-// Only plain non-blocking socket.socket objects outside debug mode take this path, with
-// arguments of the plain types. Anything else gets NotImplemented and the coroutines' generic
-// Python path: its errors are the socket module's own, and debug mode times its callbacks.
-#include <sys/socket.h>
-
-#include <cerrno>
+// What is retried is either a call this file makes through the core (core/socket_io: recv,
+// recv_into and sendall on a plain non-blocking socket.socket, the calls an echo or proxy
+// makes per message: no future, no handle, no exception object when they complete at once),
+// or a Python callable with its arguments (_sock_wait: every other sock_* method, and the
+// three above on sockets the native path does not serve), retried while it raises
+// BlockingIOError or InterruptedError.
 #include <climits>
 #include <new>
 
-#include "loop_object.hpp"
+#include "loop_methods.hpp"
 #include "module_state.hpp"
+#include "pyloop/socket_io.hpp"
 
 namespace pyloop::bindings {
 namespace {
 
-enum class op_kind : unsigned char { recv, recv_into, sendall };
+enum class op_kind : unsigned char { recv, recv_into, sendall, call };
 
 // One sock_* call waiting for readiness. A Python object, tracked by the garbage collector
 // (the coroutine awaiting it and its future's callbacks can form cycles with it), and while
@@ -35,36 +33,37 @@ enum class op_kind : unsigned char { recv, recv_into, sendall };
 // Thread safety: the loop's thread, GIL held.
 struct sock_op_object {
   PyObject_HEAD
-  nb::object loop;    // the loop whose readiness registry the call waits in
-  nb::object future;  // resolved with the call's result or error
-  nb::object sock;    // the socket, kept alive while waiting as asyncio's handle keeps it
-  nb::object buffer;  // recv_into: the object received into (its buffer is taken per attempt)
-  Py_buffer data;     // sendall: an export of the data (obj null if none), held while waiting
-                      // as asyncio holds a memoryview of it
-  Py_ssize_t size;    // recv: the most bytes to receive
-  Py_ssize_t sent;    // sendall: bytes of `data` already sent (they stay sent if cancelled)
-  int fd;             // the socket's descriptor when the wait began
-  op_kind kind;       // which call this is
-  bool installed;     // currently fd's readiness callback (not yet removed or replaced)
+  nb::object loop;     // the loop whose readiness registry the call waits in
+  nb::object future;   // resolved with the call's result or error
+  nb::object sock;     // the socket, kept alive while waiting as asyncio's handle keeps it
+  nb::object buffer;   // recv_into: the object received into (its buffer is taken per attempt)
+  nb::object attempt;  // call: the callable retried on readiness
+  nb::object args;     // call: its positional arguments (a tuple)
+  Py_buffer data;      // sendall: an export of the data (obj null if none), held while waiting
+                       // as asyncio holds a memoryview of it
+  Py_ssize_t size;     // recv: the most bytes to receive
+  std::size_t sent;    // sendall: bytes of `data` already sent (they stay sent if cancelled)
+  int fd;              // the descriptor waited on
+  op_kind kind;        // which call this is
+  bool writing;        // waits for writability (else readability)
+  bool installed;      // currently fd's readiness callback (not yet removed or replaced)
 };
 
 sock_op_object* as_op(void* o) noexcept { return static_cast<sock_op_object*>(o); }
 
-io_watch::direction direction_of(op_kind kind) noexcept {
-  return kind == op_kind::sendall ? io_watch::direction::write : io_watch::direction::read;
+io_watch::direction direction_of(const sock_op_object* op) noexcept {
+  return op->writing ? io_watch::direction::write : io_watch::direction::read;
 }
 
-bool would_block(int error) noexcept { return error == EAGAIN || error == EWOULDBLOCK; }
+loop_driver& driver_of(const sock_op_object* op) noexcept { return *as_loop(op->loop.ptr())->driver; }
 
 // The descriptor of sock if the native path serves it: exactly socket.socket (not a subclass
 // such as ssl.SSLSocket, which may override recv), open, non-blocking (timeout 0: a socket
-// with a timeout makes socket.recv wait, and asyncio lets it), outside debug mode. -1 for
-// the generic Python path; -2 with an exception set.
-int native_descriptor(loop_object* loop, PyObject* sock) {
+// with a timeout makes socket.recv wait, and asyncio lets it). -1 for the generic path; -2
+// with an exception set.
+int native_descriptor(PyObject* sock) {
   module_state& s = state();
-  if (loop->debug || Py_TYPE(sock) != reinterpret_cast<PyTypeObject*>(s.socket_type.ptr())) {
-    return -1;
-  }
+  if (Py_TYPE(sock) != reinterpret_cast<PyTypeObject*>(s.socket_type.ptr())) return -1;
   PyObject* argv[] = {sock};
   nb::object timeout = nb::steal(PyObject_VectorcallMethod(
       s.str_gettimeout.ptr(), argv, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
@@ -78,49 +77,68 @@ int native_descriptor(loop_object* loop, PyObject* sock) {
   return fd < 0 || fd > INT_MAX ? -1 : static_cast<int>(fd);
 }
 
-// One recv() into a writable buffer: the count as an int; empty with no error when it would
-// block; empty with errno's OSError subclass set otherwise.
+// The attempts below share one convention: a result when the call completed; empty with no
+// exception set when it would block (wait on); empty with the exception set when it failed.
+
+// One recv() of at most `size` bytes, as socket.recv(size) returns them: up to the loop's
+// receive buffer size through that buffer (a fresh 256 KiB bytes per call costs an
+// mmap/munmap pair), beyond into a bytes object of `size` shrunk to what arrived.
+nb::object receive_bytes(loop_driver& driver, int fd, Py_ssize_t size) {
+  const auto wanted = static_cast<std::size_t>(size);
+  if (wanted <= loop_driver::receive_buffer_size) {
+    char* buffer = driver.receive_buffer();
+    if (buffer == nullptr) return nb::steal(PyErr_NoMemory());
+    io_result got = read_some(descriptor_kind::socket, fd, buffer, wanted);
+    if (!got.ok()) return got.would_block() ? nb::object() : nb::steal(set_os_error(got.error));
+    return nb::steal(PyBytes_FromStringAndSize(buffer, got.bytes));
+  }
+  nb::object out = nb::steal(PyBytes_FromStringAndSize(nullptr, size));
+  if (!out.is_valid()) return nb::object();
+  io_result got = read_some(descriptor_kind::socket, fd, PyBytes_AS_STRING(out.ptr()), wanted);
+  if (!got.ok()) return got.would_block() ? nb::object() : nb::steal(set_os_error(got.error));
+  if (got.bytes == size) return out;
+  PyObject* raw = out.release().ptr();  // _PyBytes_Resize replaces it, or frees it on failure
+  if (_PyBytes_Resize(&raw, got.bytes) < 0) return nb::object();
+  return nb::steal(raw);
+}
+
+// One recv() into a writable buffer: the count as an int.
 nb::object receive_into(int fd, const Py_buffer& view) {
   // socket.recv_into returns 0 for an empty buffer without a system call (recv() of 0 bytes
   // would block on an empty TCP socket): no wait, as in asyncio.
   if (view.len == 0) return nb::steal(PyLong_FromLong(0));
-  ssize_t received;
-  do {
-    received = ::recv(fd, view.buf, static_cast<size_t>(view.len), 0);
-  } while (received < 0 && errno == EINTR);
-  if (received < 0) {
-    if (!would_block(errno)) PyErr_SetFromErrno(PyExc_OSError);
-    return nb::object();
+  io_result got = read_some(descriptor_kind::socket, fd, view.buf, static_cast<std::size_t>(view.len));
+  if (!got.ok()) return got.would_block() ? nb::object() : nb::steal(set_os_error(got.error));
+  return nb::steal(PyLong_FromSsize_t(got.bytes));
+}
+
+// Sends data from `sent` on until all of it is sent or the socket is full (one more send()
+// than asyncio's single attempt, which saves a readiness round when the kernel took a
+// partial write and has room again): None when all is sent.
+nb::object send_rest(int fd, const Py_buffer& data, std::size_t& sent) {
+  const auto size = static_cast<std::size_t>(data.len);
+  io_result last = write_until_blocked(descriptor_kind::socket, fd,
+                                       static_cast<const char*>(data.buf), size, sent);
+  if (sent == size && last.ok()) return nb::none();
+  if (!last.ok() && !last.would_block()) return nb::steal(set_os_error(last.error));
+  return nb::object();
+}
+
+// attempt(*args), where BlockingIOError and InterruptedError mean "not yet".
+nb::object call_attempt(const sock_op_object* op) {
+  nb::object result = nb::steal(PyObject_Call(op->attempt.ptr(), op->args.ptr(), nullptr));
+  if (!result.is_valid() && (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+                             PyErr_ExceptionMatches(PyExc_InterruptedError))) {
+    PyErr_Clear();
   }
-  return nb::steal(PyLong_FromSsize_t(received));
+  return result;
 }
 
-// Sends data from offset `sent` on until all of it is sent or the socket is full (one more
-// send() than asyncio's single attempt, which saves a readiness round when the kernel took a
-// partial write and has room again). None when all is sent; empty with no error when the
-// socket is full; empty with the OSError set. MSG_NOSIGNAL: a closed peer gives EPIPE even
-// where SIGPIPE is not ignored (CPython ignores it at start-up, so sock.send behaves alike).
-nb::object send_rest(int fd, const Py_buffer& data, Py_ssize_t& sent) {
-  const char* base = static_cast<const char*>(data.buf);
-  do {  // at least once: sock_sendall(b"") still makes the call, and reports its error
-    ssize_t n = ::send(fd, base + sent, static_cast<size_t>(data.len - sent), MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (!would_block(errno)) PyErr_SetFromErrno(PyExc_OSError);
-      return nb::object();
-    }
-    sent += n;
-  } while (sent < data.len);
-  return nb::none();
-}
-
-// The retry of op's call on readiness, with the conventions of the helpers above.
+// The retry of op's call on readiness.
 nb::object attempt(sock_op_object* op) {
   switch (op->kind) {
-    case op_kind::recv: {
-      bool empty;  // nothing to read yet: no error set, the result is empty
-      return recv_bytes(as_loop(op->loop.ptr()), op->fd, op->size, empty);
-    }
+    case op_kind::recv:
+      return receive_bytes(driver_of(op), op->fd, op->size);
     case op_kind::recv_into: {
       Py_buffer view;
       if (PyObject_GetBuffer(op->buffer.ptr(), &view, PyBUF_WRITABLE) < 0) return nb::object();
@@ -130,6 +148,8 @@ nb::object attempt(sock_op_object* op) {
     }
     case op_kind::sendall:
       return send_rest(op->fd, op->data, op->sent);
+    case op_kind::call:
+      return call_attempt(op);
   }
   return nb::object();
 }
@@ -137,9 +157,7 @@ nb::object attempt(sock_op_object* op) {
 // Takes op out of fd's readiness registry if it is still installed there.
 void stop_watching(sock_op_object* op) noexcept {
   if (!op->installed || !op->loop.is_valid()) return;
-  loop_object* loop = as_loop(op->loop.ptr());
-  if (loop->driver == nullptr) return;  // closing the loop already discarded it
-  callback removed = loop->driver->unwatch(op->fd, direction_of(op->kind));
+  callback removed = driver_of(op).unwatch(op->fd, direction_of(op));
   if (!dispose_watch_callback(removed)) PyErr_WriteUnraisable(op->loop.ptr());
 }
 
@@ -151,9 +169,7 @@ callback_status settle(sock_op_object* op, nb::object value, bool failed) noexce
       (failed ? s.str_set_exception : s.str_set_result).ptr(), argv,
       2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
   if (done.is_valid()) return callback_status::done;
-  if (exiting_exception_pending()) return callback_status::abort;
-  PyErr_WriteUnraisable(op->future.ptr());
-  return callback_status::done;
+  return report_callback_error(op->future.ptr());
 }
 
 // The readiness callback: retry the call; once it completes or fails, unwatch and resolve
@@ -165,17 +181,19 @@ callback_status run_op(void* payload) noexcept {
   PyObject* argv[] = {op->future.ptr()};
   nb::object done = nb::steal(PyObject_VectorcallMethod(
       state().str_done.ptr(), argv, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
-  int is_done = done.is_valid() ? PyObject_IsTrue(done.ptr()) : -1;
+  const int is_done = done.is_valid() ? PyObject_IsTrue(done.ptr()) : -1;
   if (is_done != 0) {
     // Cancelled, its task not resumed yet: leave the data for the next call, as asyncio's
     // handle does, and stop watching now rather than spin on a level-triggered socket.
     stop_watching(op);
-    if (is_done > 0) return callback_status::done;
-    if (exiting_exception_pending()) return callback_status::abort;
-    PyErr_WriteUnraisable(op->future.ptr());
-    return callback_status::done;
+    return is_done > 0 ? callback_status::done : report_callback_error(op->future.ptr());
   }
-  nb::object result = attempt(op);
+  nb::object result;
+  try {
+    result = attempt(op);
+  } catch (...) {
+    set_error_from_current_exception();  // memory ran out: the call fails with MemoryError
+  }
   if (!result.is_valid() && !PyErr_Occurred()) return callback_status::done;  // wait on
   if (!result.is_valid() && exiting_exception_pending()) return callback_status::abort;
   const bool failed = !result.is_valid();
@@ -191,62 +209,69 @@ void discard_op(void* payload) noexcept {
   nb::object registry_reference = nb::steal(static_cast<PyObject*>(payload));
 }
 
+void retain_op(void* payload) noexcept { nb::handle(static_cast<PyObject*>(payload)).inc_ref(); }
+
+int traverse_op_payload(void* payload, visitproc visit, void* arg) {
+  Py_VISIT(static_cast<PyObject*>(payload));
+  return 0;
+}
+
+const callback_ops sock_op_ops{run_op, discard_op, nullptr, nullptr, retain_op};
 
 // A new operation on fd (not installed yet), after asyncio's checks before a wait: the
 // future from create_future(), and _ensure_fd_no_transport (RuntimeError if a transport
-// owns the descriptor). Null with an exception set.
-sock_op_object* new_op(PyObject* self, PyObject* sock, int fd, op_kind kind) {
+// owns the descriptor). Empty with an exception set.
+nb::object new_op(PyObject* self, PyObject* sock, int fd, op_kind kind, bool writing) {
   module_state& s = state();
   PyObject* self_only[] = {self};
   nb::object future = nb::steal(PyObject_VectorcallMethod(
       s.str_create_future.ptr(), self_only, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
-  if (!future.is_valid()) return nullptr;
+  if (!future.is_valid()) return nb::object();
   nb::object fd_object = nb::steal(PyLong_FromLong(fd));
-  if (!fd_object.is_valid()) return nullptr;
+  if (!fd_object.is_valid()) return nb::object();
   PyObject* argv[] = {self, fd_object.ptr()};
   nb::object checked = nb::steal(PyObject_VectorcallMethod(
       s.str_ensure_fd_no_transport.ptr(), argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
-  if (!checked.is_valid()) return nullptr;
+  if (!checked.is_valid()) return nb::object();
 
   sock_op_object* op = PyObject_GC_New(sock_op_object, s.sock_op_type);
-  if (op == nullptr) return nullptr;
+  if (op == nullptr) return nb::object();
   new (&op->loop) nb::object(nb::borrow(self));
   new (&op->future) nb::object(std::move(future));
   new (&op->sock) nb::object(nb::borrow(sock));
   new (&op->buffer) nb::object();
+  new (&op->attempt) nb::object();
+  new (&op->args) nb::object();
   op->data = Py_buffer{};
   op->size = 0;
   op->sent = 0;
   op->fd = fd;
   op->kind = kind;
+  op->writing = writing;
   op->installed = false;
   PyObject_GC_Track(op);
-  return op;
+  return nb::steal(reinterpret_cast<PyObject*>(op));
 }
 
-// Installs op as fd's readiness callback (a callback already there is disposed of, as
-// add_reader cancels the handle it replaces) and returns op to be awaited.
-PyObject* start_watching(sock_op_object* created) {
-  nb::object op = nb::steal(reinterpret_cast<PyObject*>(created));
-  loop_object* loop = as_loop(created->loop.ptr());
-  if (loop->closed || loop->driver == nullptr) {
-    PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
-    return nullptr;
-  }
+// Installs op as its descriptor's readiness callback (a callback already there is disposed
+// of, as add_reader cancels the handle it replaces) and returns op to be awaited.
+PyObject* start_watching(nb::object op_object) {
+  sock_op_object* op = as_op(op_object.ptr());
+  loop_object* loop = as_loop(op->loop.ptr());
+  if (!require_open(loop)) return nullptr;
+  nb::object registry_reference = op_object;  // handed over once watch() took it
   callback replaced;
-  std::error_code ec = loop->driver->watch(created->fd, direction_of(created->kind),
-                                           callback{&sock_op_kind.ops, Py_NewRef(op.ptr())}, replaced);
-  if (ec) {
-    nb::object rejected = nb::steal(op.ptr());  // the registry's reference
-    errno = ec.value();
-    return PyErr_SetFromErrno(PyExc_OSError);
+  if (std::error_code ec = loop->driver->watch(op->fd, direction_of(op),
+                                               callback{&sock_op_ops, registry_reference.ptr()}, replaced)) {
+    return set_os_error(ec);
   }
-  created->installed = true;
+  (void)registry_reference.release();
+  op->installed = true;
   if (!dispose_watch_callback(replaced)) {
-    stop_watching(created);
+    stop_watching(op);
     return nullptr;
   }
-  return op.release().ptr();
+  return op_object.release().ptr();
 }
 
 bool check_arguments(const char* method, Py_ssize_t nargs) {
@@ -262,6 +287,8 @@ void clear_op(sock_op_object* op) noexcept {
   clear_ref(op->future);
   clear_ref(op->sock);
   clear_ref(op->buffer);
+  clear_ref(op->attempt);
+  clear_ref(op->args);
   PyBuffer_Release(&op->data);  // no-op when obj is null
 }
 
@@ -272,6 +299,8 @@ int op_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(op->future.ptr());
   Py_VISIT(op->sock.ptr());
   Py_VISIT(op->buffer.ptr());
+  Py_VISIT(op->attempt.ptr());
+  Py_VISIT(op->args.ptr());
   Py_VISIT(op->data.obj);
   return 0;
 }
@@ -289,6 +318,8 @@ void op_dealloc(PyObject* self) {
   op->future.~object();
   op->sock.~object();
   op->buffer.~object();
+  op->attempt.~object();
+  op->args.~object();
   PyTypeObject* type = Py_TYPE(self);
   type->tp_free(self);
   Py_DECREF(type);
@@ -312,7 +343,7 @@ PyObject* op_unwatch(PyObject* self, PyObject*) {
 }
 
 PyMethodDef op_methods[] = {
-    {"unwatch", op_unwatch, METH_NOARGS,
+    {"unwatch", guarded_method<op_unwatch>(), METH_NOARGS,
      "Stop waiting for readiness (the coroutine was cancelled); the future is left as it is."},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -334,33 +365,30 @@ PyType_Spec op_spec = {"data_bridge.pyloop._pyloop.SockOp", sizeof(sock_op_objec
 }  // namespace
 
 // The registry's reference to an installed operation: the operation itself is GC-tracked.
-const native_watch_kind sock_op_kind{
-    {run_op, discard_op, never_cancelled, nullptr, retain_object_payload},
-    traverse_object_payload};
+const native_watch_kind sock_op_kind{&sock_op_ops, traverse_op_payload};
 
 // _sock_recv(sock, n): bytes if recv() completed at once (b"" at end of stream), the OSError
 // if it failed, a SockOp to await if it would block, NotImplemented for the generic path.
 PyObject* loop_sock_recv(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_arguments("_sock_recv", nargs)) return nullptr;
   loop_object* loop = as_loop(self);
-  int fd = native_descriptor(loop, args[0]);
+  const int fd = native_descriptor(args[0]);
   if (fd == -2) return nullptr;
   // Only a plain non-negative int: socket.recv raises its own errors for anything else.
   if (fd < 0 || !PyLong_CheckExact(args[1])) Py_RETURN_NOTIMPLEMENTED;
-  Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+  const Py_ssize_t size = PyLong_AsSsize_t(args[1]);
   if (size < 0) {
     PyErr_Clear();
     Py_RETURN_NOTIMPLEMENTED;
   }
   // socket.recv(0) returns b"" without a system call, as recv_into does for an empty buffer.
   if (size == 0) return PyBytes_FromStringAndSize(nullptr, 0);
-  bool empty;
-  nb::object data = recv_bytes(loop, fd, size, empty);
-  if (!empty) return data.release().ptr();
-  sock_op_object* op = new_op(self, args[0], fd, op_kind::recv);
-  if (op == nullptr) return nullptr;
-  op->size = size;
-  return start_watching(op);
+  nb::object data = receive_bytes(*loop->driver, fd, size);
+  if (data.is_valid() || PyErr_Occurred()) return data.release().ptr();
+  nb::object op = new_op(self, args[0], fd, op_kind::recv, false);
+  if (!op.is_valid()) return nullptr;
+  as_op(op.ptr())->size = size;
+  return start_watching(std::move(op));
 }
 
 // _sock_recv_into(sock, buf): the count if recv() completed at once, the OSError if it
@@ -368,8 +396,7 @@ PyObject* loop_sock_recv(PyObject* self, PyObject* const* args, Py_ssize_t nargs
 // for a buffer that is not writable and contiguous, so socket.recv_into words the error).
 PyObject* loop_sock_recv_into(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_arguments("_sock_recv_into", nargs)) return nullptr;
-  loop_object* loop = as_loop(self);
-  int fd = native_descriptor(loop, args[0]);
+  const int fd = native_descriptor(args[0]);
   if (fd == -2) return nullptr;
   if (fd < 0) Py_RETURN_NOTIMPLEMENTED;
   Py_buffer view;
@@ -380,10 +407,10 @@ PyObject* loop_sock_recv_into(PyObject* self, PyObject* const* args, Py_ssize_t 
   nb::object count = receive_into(fd, view);
   PyBuffer_Release(&view);  // asyncio holds no export while it waits: the buffer may resize
   if (count.is_valid() || PyErr_Occurred()) return count.release().ptr();
-  sock_op_object* op = new_op(self, args[0], fd, op_kind::recv_into);
-  if (op == nullptr) return nullptr;
-  op->buffer = nb::borrow(args[1]);
-  return start_watching(op);
+  nb::object op = new_op(self, args[0], fd, op_kind::recv_into, false);
+  if (!op.is_valid()) return nullptr;
+  as_op(op.ptr())->buffer = nb::borrow(args[1]);
+  return start_watching(std::move(op));
 }
 
 // _sock_sendall(sock, data): None if everything was sent at once, the OSError if send()
@@ -391,8 +418,7 @@ PyObject* loop_sock_recv_into(PyObject* self, PyObject* const* args, Py_ssize_t 
 // path (also for data that is not a contiguous buffer, so socket.send words the error).
 PyObject* loop_sock_sendall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_arguments("_sock_sendall", nargs)) return nullptr;
-  loop_object* loop = as_loop(self);
-  int fd = native_descriptor(loop, args[0]);
+  const int fd = native_descriptor(args[0]);
   if (fd == -2) return nullptr;
   if (fd < 0) Py_RETURN_NOTIMPLEMENTED;
   Py_buffer data;
@@ -400,20 +426,43 @@ PyObject* loop_sock_sendall(PyObject* self, PyObject* const* args, Py_ssize_t na
     PyErr_Clear();
     Py_RETURN_NOTIMPLEMENTED;
   }
-  Py_ssize_t sent = 0;
+  std::size_t sent = 0;
   nb::object done = send_rest(fd, data, sent);
-  if (done.is_valid() || PyErr_Occurred()) {
+  nb::object op;
+  if (!done.is_valid() && !PyErr_Occurred()) op = new_op(self, args[0], fd, op_kind::sendall, true);
+  if (!op.is_valid()) {
     PyBuffer_Release(&data);
-    return done.release().ptr();
+    return done.release().ptr();  // None, or null with the error of send() or of new_op
   }
-  sock_op_object* op = new_op(self, args[0], fd, op_kind::sendall);
-  if (op == nullptr) {
-    PyBuffer_Release(&data);
+  as_op(op.ptr())->data = data;  // the export moves into the operation, released with it
+  as_op(op.ptr())->sent = sent;
+  return start_watching(std::move(op));
+}
+
+// _sock_wait(sock, writing, attempt, *args): a SockOp that calls attempt(*args) each time
+// sock's descriptor is readable (writable if `writing`) until it returns or raises anything
+// but BlockingIOError/InterruptedError; its future gets the outcome.
+PyObject* loop_sock_wait(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 3) {
+    PyErr_Format(PyExc_TypeError, "_sock_wait() takes at least 3 arguments (%zd given)", nargs);
     return nullptr;
   }
-  op->data = data;  // the export moves into the operation, released with it
-  op->sent = sent;
-  return start_watching(op);
+  module_state& s = state();
+  PyObject* argv[] = {args[0]};
+  nb::object fileno = nb::steal(PyObject_VectorcallMethod(
+      s.str_fileno.ptr(), argv, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
+  int fd;
+  if (!fileno.is_valid() || !as_descriptor(fileno.ptr(), fd)) return nullptr;
+  const int writing = PyObject_IsTrue(args[1]);
+  if (writing < 0) return nullptr;
+  nb::object call_args = nb::steal(PyTuple_New(nargs - 3));
+  if (!call_args.is_valid()) return nullptr;
+  for (Py_ssize_t i = 3; i < nargs; ++i) PyTuple_SET_ITEM(call_args.ptr(), i - 3, nb::borrow(args[i]).release().ptr());
+  nb::object op = new_op(self, args[0], fd, op_kind::call, writing != 0);
+  if (!op.is_valid()) return nullptr;
+  as_op(op.ptr())->attempt = nb::borrow(args[2]);
+  as_op(op.ptr())->args = std::move(call_args);
+  return start_watching(std::move(op));
 }
 
 void export_sock_ops(nb::module_&) {

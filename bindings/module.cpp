@@ -11,6 +11,6 @@ NB_MODULE(_pyloop, m) {
   export_module_state(m);
   export_handle(m);
   export_loop(m);
-  export_stream_sender(m);
+  export_stream_io(m);
   export_sock_ops(m);
 }

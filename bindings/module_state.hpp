@@ -5,6 +5,8 @@
 
 #include <nanobind/nanobind.h>
 
+#include "errors.hpp"
+
 namespace pyloop::bindings {
 
 namespace nb = nanobind;
@@ -29,6 +31,10 @@ struct module_state {
   PyTypeObject* timer_handle_type = nullptr;  // data_bridge.pyloop._pyloop.TimerHandle
   PyTypeObject* loop_type = nullptr;          // data_bridge.pyloop._pyloop.Loop
   PyTypeObject* sock_op_type = nullptr;       // a sock_* operation waiting for readiness
+  PyTypeObject* stream_io_type = nullptr;     // data_bridge.pyloop._pyloop.StreamIO
+  // Offset of the `_io` slot in instances of the transport class given to
+  // install_stream_methods() (where write() finds its StreamIO).
+  Py_ssize_t stream_io_slot_offset = 0;
   std::vector<nb::object> owned_types;        // keeps the types above alive
   nb::object future_type;                     // asyncio.Future (the C accelerated one)
   nb::object task_type;                       // asyncio.Task
@@ -42,6 +48,16 @@ struct module_state {
   nb::object str_run_handle_debug;            // "_run_handle_debug"
   nb::object str_create_task_with_factory;    // "_create_task_with_factory"
   nb::object str_handle_signal;               // "_handle_signal"
+  nb::object str_log_slow_callback;           // "_log_slow_callback"
+  nb::object str_slow_callback_duration;      // "slow_callback_duration"
+  // The transport's slow paths, called by StreamIO (python/.../_transport.py):
+  nb::object str_on_write_error;              // "_on_write_error"
+  nb::object str_maybe_pause_protocol;        // "_maybe_pause_protocol"
+  nb::object str_maybe_resume_protocol;       // "_maybe_resume_protocol"
+  nb::object str_protocol_paused;             // "_protocol_paused"
+  nb::object str_on_drained;                  // "_on_drained"
+  nb::object str_on_eof;                      // "_on_eof"
+  nb::object str_fatal_error;                 // "_fatal_error"
   nb::object str_data_received;               // "data_received"
   nb::object str_get_buffer;                  // "get_buffer"
   nb::object str_buffer_updated;              // "buffer_updated"
@@ -70,36 +86,6 @@ module_state& state() noexcept;
 module_state* state_if_alive() noexcept;
 
 void export_module_state(nb::module_& m);
-
-// Takes the current exception out of the error indicator (normalized, with its traceback).
-inline nb::object take_exception() noexcept {
-#if PY_VERSION_HEX >= 0x030C0000
-  return nb::steal(PyErr_GetRaisedException());
-#else
-  PyObject *type, *value, *traceback;
-  PyErr_Fetch(&type, &value, &traceback);
-  PyErr_NormalizeException(&type, &value, &traceback);
-  if (traceback != nullptr && value != nullptr) PyException_SetTraceback(value, traceback);
-  nb::object keep_type = nb::steal(type), keep_traceback = nb::steal(traceback);
-  return nb::steal(value);
-#endif
-}
-
-// Puts an exception taken with take_exception() back into the error indicator.
-inline void restore_exception(nb::object exc) noexcept {
-#if PY_VERSION_HEX >= 0x030C0000
-  PyErr_SetRaisedException(exc.release().ptr());
-#else
-  PyObject* value = exc.release().ptr();
-  PyErr_Restore(Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(value))), value,
-                PyException_GetTraceback(value));
-#endif
-}
-
-// True when the pending exception must leave the loop (asyncio re-raises these two).
-inline bool exiting_exception_pending() noexcept {
-  return PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
-}
 
 // Drops a reference Py_CLEAR-style: the field is empty before any finalizer runs.
 inline void clear_ref(nb::object& field) noexcept {

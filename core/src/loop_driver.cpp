@@ -151,12 +151,21 @@ int to_milliseconds(double seconds) {
 
 bool loop_driver::wait(double timeout_seconds) {
   if (hooks_.before_wait) hooks_.before_wait(hooks_.data);
-  if (asio_busy_) {
-    wait_inside_asio(timeout_seconds);
-  } else {
-    collect(readiness_.wait(to_milliseconds(timeout_seconds)));
+  // The after-wait hook must run whatever happens (it retakes the GIL): a failure while
+  // waiting (std::bad_alloc queueing a ready descriptor) is rethrown only after it.
+  std::exception_ptr failure;
+  try {
+    if (asio_busy_) {
+      wait_inside_asio(timeout_seconds);
+    } else {
+      collect(readiness_.wait(to_milliseconds(timeout_seconds)));
+    }
+  } catch (...) {
+    failure = std::current_exception();
   }
-  return hooks_.after_wait == nullptr || hooks_.after_wait(hooks_.data);
+  const bool ok = hooks_.after_wait == nullptr || hooks_.after_wait(hooks_.data);
+  if (failure) std::rethrow_exception(failure);
+  return ok;
 }
 
 void loop_driver::wait_inside_asio(double timeout_seconds) {
@@ -257,15 +266,16 @@ run_status loop_driver::run_once() {
 }
 
 run_status loop_driver::run_until_stopped() {
+  // However the loop is left (stopped, aborted, or an exception such as std::bad_alloc), a
+  // stop() request is spent, as asyncio's run_forever resets _stopping.
+  struct reset_stopping {
+    bool& flag;
+    ~reset_stopping() { flag = false; }
+  } reset{stopping_};
   for (;;) {
-    if (run_once() == run_status::aborted) {
-      stopping_ = false;
-      return run_status::aborted;
-    }
-    if (stopping_) break;
+    if (run_once() == run_status::aborted) return run_status::aborted;
+    if (stopping_) return run_status::stopped;
   }
-  stopping_ = false;
-  return run_status::stopped;
 }
 
 void loop_driver::clear() {

@@ -52,4 +52,15 @@ io_result write_vector(descriptor_kind kind, int fd, const iovec* buffers,
   return retried([&] { return ::writev(fd, buffers, static_cast<int>(count)); });
 }
 
+io_result write_until_blocked(descriptor_kind kind, int fd, const char* data, std::size_t size,
+                              std::size_t& sent) noexcept {
+  io_result last;
+  do {
+    last = write_some(kind, fd, data + sent, size - sent);
+    if (!last.ok() || last.bytes == 0) return last;  // an error, or no room (never seen)
+    sent += static_cast<std::size_t>(last.bytes);
+  } while (sent < size);
+  return last;
+}
+
 }  // namespace pyloop

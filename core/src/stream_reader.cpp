@@ -64,13 +64,16 @@ callback_status stream_reader::run_watch(void* payload) noexcept {
   stream_reader* r = from_watch(payload);
   const stream_reader_events& events = r->events_;
   void* owner = r->owner_;
-  bool ok = events.enter(owner);
-  if (ok) {
-    // Removed after this dispatch was queued (pause_reading, close): nothing to read.
-    if (r->installed_) ok = r->mode_ == mode::copy ? r->read_once() : r->read_into_buffer();
-    ok = events.leave(owner) && ok;
+  callback_status status = callback_status::done;
+  // Removed after this dispatch was queued (pause_reading, close): nothing to read.
+  if (r->installed_) {
+    bool ok = events.enter(owner);
+    if (ok) {
+      ok = r->mode_ == mode::copy ? r->read_once() : r->read_into_buffer();
+      ok = events.leave(owner) && ok;
+    }
+    if (!ok) status = events.callback_failed(owner);
   }
-  const callback_status status = ok ? callback_status::done : events.callback_failed(owner);
   events.release(owner);  // the dispatch's reference; r may be gone after this
   return status;
 }

@@ -1,5 +1,5 @@
 # tests/python/test_net_write_path.py: the stream transport's write path where PyLoop queues
-# writes and sends them at the end of the loop turn (bindings/bind_stream_sender.cpp). Each
+# writes and sends them at the end of the loop turn (core/src/stream_writer.cpp, bindings/bind_stream_write.cpp). Each
 # test runs on asyncio and PyLoop and asserts what a peer or the protocol can observe, so that
 # queueing never shows: data mutated after write(), abort() or close() right after write(),
 # get_write_buffer_size() after a small write, writes outside a running loop, pause_writing()

@@ -151,6 +151,7 @@ class loop_driver {
   template <class OnFailure>
   bool flush_writers(OnFailure&& on_failure);
   void forget_flush(stream_writer* writer) noexcept;  // a listed writer going away
+  bool flush_pending() const noexcept { return !flush_list_.empty(); }
   std::uint64_t sends() const noexcept { return sends_; }  // send calls of writers (tests)
   void count_send() noexcept { ++sends_; }
 

@@ -35,6 +35,13 @@ io_result write_some(descriptor_kind kind, int fd, const void* data, std::size_t
 io_result write_vector(descriptor_kind kind, int fd, const iovec* buffers,
                        std::size_t count) noexcept;
 
+// Sends data[sent, size) until all of it is sent or the kernel would block, advancing `sent`;
+// the result of the last call. Done when `sent == size`; an error when the result is neither
+// ok() nor would_block(); otherwise wait for writability. At least one call is made, so that an
+// empty send still reports the error of a broken connection, as socket.send(b"") does.
+io_result write_until_blocked(descriptor_kind kind, int fd, const char* data, std::size_t size,
+                              std::size_t& sent) noexcept;
+
 // The most buffers write_vector() is given at once (well below every kernel's IOV_MAX).
 inline constexpr std::size_t max_write_buffers = 64;
 

@@ -238,11 +238,14 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.
             handle._run()
             elapsed = self.time() - started
             if elapsed >= self.slow_callback_duration:
-                logger.warning(
-                    "Executing %s took %.3f seconds", _describe_handle(handle), elapsed
-                )
+                self._log_slow_callback(_describe_handle(handle), elapsed)
         finally:
             self._current_handle = None
+
+    def _log_slow_callback(self, what, elapsed: float) -> None:
+        """Debug mode: a callback (a handle, or a transport's native read callback, which
+        checks the duration itself) ran for slow_callback_duration or longer."""
+        logger.warning("Executing %s took %.3f seconds", what, elapsed)
 
     # -- tasks ---------------------------------------------------------------------------
 

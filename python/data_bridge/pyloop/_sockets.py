@@ -1,12 +1,13 @@
 """data_bridge/pyloop/_sockets.py — readiness callbacks and the loop's sock_* coroutines.
 
 add_reader/add_writer are native (the loop's io_watch registry on its readiness set); this
-module validates their arguments as asyncio does and builds the sock_* coroutines on them:
-each tries the system call at once and waits for readiness only when it would block. The
-readiness callback is removed as soon as the operation is done, cancellation included, so a
-cancelled sock_recv leaves the socket unregistered and usable. sock_recv, sock_recv_into and
-sock_sendall, the per-message calls, do all of this natively for plain non-blocking sockets
-(bindings/bind_sock_ops.cpp); the rest, and those three for any other socket, stay here.
+module validates their arguments as asyncio does. The sock_* coroutines try the call at once
+and wait for readiness only when it would block, always through the native SockOp
+(bindings/bind_sock_ops.cpp), whose readiness callback retries the call and is removed as
+soon as the operation is done, cancellation included, so a cancelled sock_recv leaves the
+socket unregistered and usable. sock_recv, sock_recv_into and sock_sendall on a plain
+non-blocking socket are native end to end; every other call is the socket's own method,
+retried by the same SockOp.
 """
 
 from __future__ import annotations
@@ -98,48 +99,27 @@ class SocketMethods:
         if self.get_debug() and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
-    def _when_ready(self, sock, writing: bool, attempt):
-        """A future for attempt(), retried each time sock is ready (for writing or reading)
-        until it stops raising BlockingIOError/InterruptedError."""
-        fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-
-        def retry() -> None:
-            if fut.done():
-                return
-            try:
-                result = attempt()
-            except (BlockingIOError, InterruptedError):
-                return
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
-
-        if writing:
-            handle, remove = self._add_writer(fd, retry), self._remove_writer
-        else:
-            handle, remove = self._add_reader(fd, retry), self._remove_reader
-
-        def unregister(_fut) -> None:
-            # A newer add_reader/add_writer on the descriptor cancelled ours: leave it be.
-            if not handle.cancelled():
-                remove(fd)
-
-        fut.add_done_callback(unregister)
-        return fut
+    async def _wait_ready(self, sock, writing: bool, attempt, *args):
+        """attempt(*args), retried each time sock is ready (for writing or reading) until it
+        stops raising BlockingIOError/InterruptedError. Callers pass a closure that looks the
+        socket's method up on every attempt, as asyncio's retry callbacks do (tests replace
+        the method on a mock between attempts)."""
+        op = self._sock_wait(sock, writing, attempt, *args)
+        try:
+            return await op
+        except BaseException:
+            op.unwatch()  # cancelled: the socket is unregistered before user code resumes
+            raise
 
     # sock_recv, sock_recv_into and sock_sendall first ask the native loop (Loop._sock_recv &
     # co., bindings/bind_sock_ops.cpp), which tries the call in C++ and answers with the
     # result, raises its error, or returns a SockOp to await: the call waits for readiness
     # in a native callback that resolves the op's future. If the coroutine leaves the await
     # otherwise (cancelled), op.unwatch() takes the callback out at once, as asyncio's
-    # done-callback removes its reader. NotImplemented means the native path does not serve
-    # this socket or argument (a subclass, a timeout, debug mode): the generic coroutines
-    # below, kept apart so that their closures cost the native path no cell variables.
+    # done-callback removes its reader (the same as _wait_ready, written out here so that the
+    # per-message path costs no extra coroutine). NotImplemented means the native path does
+    # not serve this socket or argument (a subclass, a timeout): the socket's own methods,
+    # waited for by _wait_ready.
 
     async def sock_recv(self, sock, n):
         result = self._sock_recv(sock, n)
@@ -183,7 +163,7 @@ class SocketMethods:
             return sock.recv(n)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._when_ready(sock, False, lambda: sock.recv(n))
+        return await self._wait_ready(sock, False, lambda: sock.recv(n))
 
     async def _generic_sock_recv_into(self, sock, buf):
         self._check_socket(sock)
@@ -191,7 +171,7 @@ class SocketMethods:
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._when_ready(sock, False, lambda: sock.recv_into(buf))
+        return await self._wait_ready(sock, False, lambda: sock.recv_into(buf))
 
     async def _generic_sock_sendall(self, sock, data):
         self._check_socket(sock)
@@ -211,7 +191,7 @@ class SocketMethods:
                 raise BlockingIOError  # wait for writability again
             return None
 
-        return await self._when_ready(sock, True, send_rest)
+        return await self._wait_ready(sock, True, send_rest)
 
     async def sock_recvfrom(self, sock, bufsize):
         self._check_socket(sock)
@@ -219,7 +199,7 @@ class SocketMethods:
             return sock.recvfrom(bufsize)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._when_ready(sock, False, lambda: sock.recvfrom(bufsize))
+        return await self._wait_ready(sock, False, lambda: sock.recvfrom(bufsize))
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         self._check_socket(sock)
@@ -229,7 +209,7 @@ class SocketMethods:
             return sock.recvfrom_into(buf, nbytes)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._when_ready(sock, False, lambda: sock.recvfrom_into(buf, nbytes))
+        return await self._wait_ready(sock, False, lambda: sock.recvfrom_into(buf, nbytes))
 
     async def sock_sendto(self, sock, data, address):
         self._check_socket(sock)
@@ -237,7 +217,7 @@ class SocketMethods:
             return sock.sendto(data, address)
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._when_ready(sock, True, lambda: sock.sendto(data, 0, address))
+        return await self._wait_ready(sock, True, lambda: sock.sendto(data, 0, address))
 
     async def sock_connect(self, sock, address):
         self._check_socket(sock)
@@ -261,7 +241,7 @@ class SocketMethods:
                 raise OSError(error, f"Connect call failed {address}")
             return None
 
-        return await self._when_ready(sock, True, connected)
+        return await self._wait_ready(sock, True, connected)
 
     async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0,
                                flags=0, loop=None):
@@ -286,7 +266,7 @@ class SocketMethods:
             return accept()
         except (BlockingIOError, InterruptedError):
             pass
-        return await self._when_ready(sock, False, accept)
+        return await self._wait_ready(sock, False, accept)
 
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
         if self.get_debug() and sock.gettimeout() != 0:
@@ -358,7 +338,7 @@ class SocketMethods:
                 return send_some()
             except (BlockingIOError, InterruptedError):
                 pass
-            return await self._when_ready(sock, True, send_some)
+            return await self._wait_ready(sock, True, send_some)
         finally:
             if total > 0:
                 os.lseek(fileno, offset + total, os.SEEK_SET)

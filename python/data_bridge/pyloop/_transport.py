@@ -1,15 +1,15 @@
 """data_bridge/pyloop/_transport.py — the stream transport of TCP and Unix connections.
 
 A complete asyncio stream transport (it derives from asyncio's _FlowControlMixin, so it is an
-asyncio.Transport and honours the same water marks) whose hot paths are native:
-- reading: the loop's native stream reader calls data_received (Protocol) or receives
-  straight into get_buffer()'s buffer (BufferedProtocol) without a Python frame; debug mode
-  uses the Python readers below, which asyncio's debug checks can see;
-- writing: write() and writelines() are the native StreamSender's (bindings/
-  bind_stream_sender.cpp): writes of one loop turn are sent together at its end, one
-  system call per transport (earlier when the writer is about to wait, and inside write()
-  for a transport writing once per turn); what the kernel does not take waits for
-  writability natively.
+asyncio.Transport and honours the same water marks) whose I/O is native, in its StreamIO
+(`_io`: the core's stream reader and writer, bindings/bind_stream_io.cpp):
+- reading: the reader calls data_received (Protocol) or receives straight into
+  get_buffer()'s buffer (BufferedProtocol) without a Python frame, in debug mode too (where
+  each read callback is timed, as asyncio times its handles);
+- writing: write() and writelines() are native (bindings/bind_stream_write.cpp): writes of
+  one loop turn are sent together at its end, one system call per transport (earlier when
+  the writer is about to wait, and inside write() for a transport writing once per turn);
+  what the kernel does not take waits for writability natively.
 This class keeps the protocol's life cycle: connection_made, close, abort, write_eof, errors,
 flow control and connection_lost, in asyncio's order (docs/architecture.md, "Transports").
 """
@@ -22,7 +22,7 @@ import socket
 import warnings
 from asyncio import base_events, constants, futures, protocols, transports, trsock
 
-from ._pyloop import StreamSender, install_stream_methods
+from ._pyloop import StreamIO, install_stream_methods
 
 logger = logging.getLogger("asyncio")
 
@@ -42,16 +42,16 @@ def _set_nodelay(sock) -> None:
 class SocketTransport(transports._FlowControlMixin, transports.Transport):
     """asyncio.Transport over a connected stream socket."""
 
-    # `_sender` is a slot so the native write() finds it at a fixed offset.
-    __slots__ = ("_sender", "__dict__", "__weakref__")
+    # `_io` is a slot so the native write() finds it at a fixed offset.
+    __slots__ = ("_io", "__dict__", "__weakref__")
 
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         # Before the mixin's __init__, which sets the water marks through
-        # _set_write_buffer_limits (the sender keeps the high-water mark).
-        self._sender = StreamSender(loop, sock.fileno(), self)
+        # _set_write_buffer_limits (the writer keeps them).
+        self._io = StreamIO(loop, sock.fileno(), self)
         super().__init__(extra, loop)
         self._extra["socket"] = trsock.TransportSocket(sock)
         try:
@@ -66,7 +66,6 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         self._sock = sock
         self._sock_fd = sock.fileno()
         self._protocol_connected = False
-        self._reader_installed = False  # the loop has our read callback on the socket
         self.set_protocol(protocol)
         self._server = server
         self._closing = False
@@ -95,8 +94,8 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         info.append(f"fd={self._sock_fd}")
         if self._sock is not None and self._loop is not None and not self._loop.is_closed():
             info.append("read=" + ("polling" if self.is_reading() else "idle"))
-            writing = "polling" if self._sender.waiting else "idle"
-            info.append(f"write=<{writing}, bufsize={self._sender.pending}>")
+            writing = "polling" if self._io.waiting else "idle"
+            info.append(f"write=<{writing}, bufsize={self._io.pending}>")
         return "<{}>".format(" ".join(info))
 
     def __del__(self, _warn=warnings.warn) -> None:
@@ -107,17 +106,10 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     # -- protocol ------------------------------------------------------------------------
 
     def set_protocol(self, protocol) -> None:
-        read_ready = (
-            self._read_into_buffer
-            if isinstance(protocol, protocols.BufferedProtocol)
-            else self._read_data
-        )
-        self._read_ready = read_ready
         self._protocol = protocol
         self._protocol_connected = True
-        # The installed reader is bound to the protocol (natively) or to the read method of
-        # its kind, so a new protocol gets a new reader.
-        if self._reader_installed:
+        # The reader calls the protocol it was given: a new protocol is given to it.
+        if self._io.reading:
             self._install_reader()
 
     def get_protocol(self):
@@ -130,19 +122,13 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             self._install_reader()
 
     def _install_reader(self) -> None:
-        self._reader_installed = True
-        if not self._loop.get_debug():
-            # The native read path: recv and data_received (or get_buffer/buffer_updated)
-            # without a Python frame between (bindings/bind_stream_reader.cpp). It calls
-            # _on_eof and _fatal_error below.
-            buffered = self._read_ready == self._read_into_buffer
-            self._loop._add_stream_reader(self._sock_fd, self, self._protocol, buffered)
-        else:
-            self._loop._add_reader(self._sock_fd, self._read_ready)
+        # recv and data_received (or get_buffer/buffer_updated) without a Python frame
+        # between; the reader calls _on_eof and _fatal_error below.
+        buffered = isinstance(self._protocol, protocols.BufferedProtocol)
+        self._io.start_reading(self._protocol, buffered)
 
     def _remove_reader(self) -> None:
-        self._reader_installed = False
-        self._loop._remove_reader(self._sock_fd)
+        self._io.stop_reading()
 
     def is_reading(self) -> bool:
         return not self._paused and not self._closing
@@ -163,59 +149,6 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
-    def _read_data(self) -> None:
-        if self._sender.lost:
-            return
-        try:
-            data = self._loop._recv(self._sock_fd)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return
-        if not data:
-            self._on_eof()
-            return
-        try:
-            self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-
-    def _read_into_buffer(self) -> None:
-        if self._sender.lost:
-            return
-        try:
-            buffer = self._protocol.get_buffer(-1)
-            if not len(buffer):
-                raise RuntimeError("get_buffer() returned an empty buffer")
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-            return
-        try:
-            received = self._sock.recv_into(buffer)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return
-        if not received:
-            self._on_eof()
-            return
-        try:
-            self._protocol.buffer_updated(received)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
-
     def _on_eof(self) -> None:
         if self._loop.get_debug():
             logger.debug("%r received EOF", self)
@@ -235,10 +168,10 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     # -- writing: write() and writelines() are native (install_stream_methods below) --------
 
     def write_eof(self) -> None:
-        if self._closing or self._sender.eof:
+        if self._closing or self._io.eof:
             return
-        self._sender.eof = True
-        if not self._sender.buffer_size():
+        self._io.eof = True
+        if not self._io.buffer_size():
             self._sock.shutdown(socket.SHUT_WR)
         # Otherwise the queue drains first; _on_drained then shuts the write side.
 
@@ -246,13 +179,13 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         return True
 
     def get_write_buffer_size(self) -> int:
-        return self._sender.buffer_size()
+        return self._io.buffer_size()
 
     def _set_write_buffer_limits(self, high=None, low=None) -> None:
         super()._set_write_buffer_limits(high, low)
-        self._sender.high_water = self._high_water
+        self._io.set_write_limits(self._high_water, self._low_water)
 
-    # Called by the native sender on its slow paths.
+    # Called by the native writer on its slow paths.
 
     def _on_write_error(self, exc) -> None:
         self._fatal_error(exc, "Fatal write error on socket transport")
@@ -264,7 +197,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             self._empty_waiter.set_result(None)
         if self._closing:
             self._call_connection_lost(None)
-        elif self._sender.eof:
+        elif self._io.eof:
             self._sock.shutdown(socket.SHUT_WR)
 
     # -- closing -------------------------------------------------------------------------
@@ -277,8 +210,8 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             return
         self._closing = True
         self._remove_reader()
-        if not self._sender.buffer_size():
-            self._sender.lost += 1
+        if not self._io.buffer_size():
+            self._io.lost += 1
             self._loop.call_soon(self._call_connection_lost, None)
         # Otherwise the queue drains first; _on_drained then finishes the close.
 
@@ -302,15 +235,15 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         self._force_close(exc)
 
     def _force_close(self, exc) -> None:
-        if self._sender.lost:
+        if self._io.lost:
             return
         # What asyncio's write() would already have handed to the kernel goes out first,
         # unless the writing itself failed.
-        self._sender.discard(exc is None or not isinstance(exc, OSError))
+        self._io.discard(exc is None or not isinstance(exc, OSError))
         if not self._closing:
             self._closing = True
             self._remove_reader()
-        self._sender.lost += 1
+        self._io.lost += 1
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc) -> None:
@@ -318,7 +251,7 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
             if self._protocol_connected:
                 self._protocol.connection_lost(exc)
         finally:
-            self._sender.detach()
+            self._io.detach()
             self._sock.close()
             self._sock = None
             self._protocol = None
@@ -339,14 +272,14 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._empty_waiter is not None:
             raise RuntimeError("Empty waiter is already set")
         self._empty_waiter = self._loop.create_future()
-        self._sender.blocked = True
-        if not self._sender.buffer_size():
+        self._io.blocked = True
+        if not self._io.buffer_size():
             self._empty_waiter.set_result(None)
         return self._empty_waiter
 
     def _reset_empty_waiter(self) -> None:
         self._empty_waiter = None
-        self._sender.blocked = False
+        self._io.blocked = False
 
 
 install_stream_methods(SocketTransport)

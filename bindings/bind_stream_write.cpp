@@ -1,0 +1,232 @@
+// bindings/bind_stream_write.cpp — write() and writelines() of stream transports, and the
+// write events.
+//
+// The queue, the sending policy (coalescing per loop turn, the write pattern, large buffers
+// sent at once), the water marks and the writability watch are the core's stream_writer
+// (core/src/stream_writer.cpp). This file adapts Python to it: write() and writelines() are C
+// functions installed on the transport class as method descriptors (no Python frame per
+// write), a `bytes` is queued by reference (a chunk owner: one reference, released when the
+// chunk is sent or dropped) and any other buffer is handed over for the length of the call
+// (the core copies what must wait, as asyncio copies a bytearray). The writer's events call
+// the Python transport only on its slow paths: errors, flow control, the end of a drain.
+#include "module_state.hpp"
+#include "stream_io_object.hpp"
+
+#include <structmember.h>  // after Python.h: PyMemberDef of the `_io` slot
+
+namespace pyloop::bindings {
+namespace {
+
+// asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES.
+constexpr int log_threshold_for_connlost_writes = 5;
+
+// -- events --------------------------------------------------------------------------------
+
+void retain_chunk(void* kept) noexcept { nb::handle(static_cast<PyObject*>(kept)).inc_ref(); }
+void release_chunk(void* kept) noexcept { nb::handle(static_cast<PyObject*>(kept)).dec_ref(); }
+
+// A send failed: as asyncio's write path reports it, the transport's _on_write_error(exc)
+// closes it (connection_lost gets exc).
+bool on_write_failed(void* owner, int error) noexcept {
+  set_os_error(error);
+  nb::object exc = take_exception();
+  return call_transport(as_stream_io(owner), state().str_on_write_error.ptr(), exc.ptr());
+}
+
+bool on_above_high_water(void* owner) noexcept {
+  return call_transport(as_stream_io(owner), state().str_maybe_pause_protocol.ptr());
+}
+
+// asyncio's _maybe_resume_protocol checks both the pause and the low-water mark itself; it is
+// called only when the protocol was paused.
+bool on_at_low_water(void* owner) noexcept {
+  stream_io_object* io = as_stream_io(owner);
+  if (!io->transport.is_valid()) return true;
+  module_state& s = state();
+  nb::object paused = nb::steal(PyObject_GetAttr(io->transport.ptr(), s.str_protocol_paused.ptr()));
+  if (!paused.is_valid()) return false;
+  if (paused.ptr() != Py_True) return true;
+  return call_transport(io, s.str_maybe_resume_protocol.ptr());
+}
+
+bool on_drained(void* owner) noexcept {
+  return call_transport(as_stream_io(owner), state().str_on_drained.ptr());
+}
+
+callback_status on_writer_callback_failed(void* owner) noexcept {
+  stream_io_object* io = as_stream_io(owner);
+  return report_callback_error(io->transport.is_valid() ? io->transport.ptr()
+                                                        : static_cast<PyObject*>(owner));
+}
+
+void retain_owner(void* owner) noexcept { nb::handle(static_cast<PyObject*>(owner)).inc_ref(); }
+void release_owner(void* owner) noexcept { nb::handle(static_cast<PyObject*>(owner)).dec_ref(); }
+
+// -- write() and writelines() ----------------------------------------------------------------
+
+stream_io_object* stream_io_of(PyObject* transport) {
+  module_state& s = state();
+  PyObject* io = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(transport) +
+                                               s.stream_io_slot_offset);
+  if (io == nullptr || !PyObject_TypeCheck(io, s.stream_io_type)) {
+    PyErr_SetString(PyExc_RuntimeError, "transport is not initialized");
+    return nullptr;
+  }
+  return as_stream_io(io);
+}
+
+// asyncio's warning for writes that keep coming after the connection was lost.
+bool warn_lost_write() {
+  nb::object logging = nb::steal(PyImport_ImportModule("logging"));
+  if (!logging.is_valid()) return false;
+  nb::object logger = nb::steal(PyObject_CallMethod(logging.ptr(), "getLogger", "s", "asyncio"));
+  if (!logger.is_valid()) return false;
+  nb::object done = nb::steal(
+      PyObject_CallMethod(logger.ptr(), "warning", "s", "socket.send() raised exception."));
+  return done.is_valid();
+}
+
+// Checks that a write may proceed, in asyncio's order: write_eof, sendfile, empty data, then
+// a lost connection. Returns 1 to write, 0 when the write is dropped, -1 with an exception.
+int admit_write(stream_io_object* io, bool empty) {
+  if (io->eof) {
+    PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+    return -1;
+  }
+  if (io->blocked) {
+    PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
+    return -1;
+  }
+  if (empty) return 0;
+  if (io->lost) {
+    if (io->lost >= log_threshold_for_connlost_writes && !warn_lost_write()) return -1;
+    ++io->lost;
+    return 0;
+  }
+  return 1;
+}
+
+PyObject* write_result(stream_io_object* io, write_outcome outcome) {
+  switch (outcome) {
+    case write_outcome::ok:
+      Py_RETURN_NONE;
+    case write_outcome::owner_failed:
+      return nullptr;  // the transport's error is pending
+    case write_outcome::loop_closed:
+      return set_loop_closed();
+    case write_outcome::watch_failed:
+      return set_os_error(io->writer.last_error());
+  }
+  return nullptr;
+}
+
+// Borrowed bytes of a bytes-like object, for the length of one call. An exact `bytes` is
+// also the chunk owner: immutable, it is queued by reference instead of copied.
+class borrowed_bytes {
+ public:
+  bool open(PyObject* data) noexcept {
+    if (PyBytes_CheckExact(data)) {
+      data_ = PyBytes_AS_STRING(data);
+      size_ = static_cast<std::size_t>(PyBytes_GET_SIZE(data));
+      keep_ = data;
+      return true;
+    }
+    if (PyObject_GetBuffer(data, &view_, PyBUF_SIMPLE) < 0) return false;
+    data_ = static_cast<const char*>(view_.buf);
+    size_ = static_cast<std::size_t>(view_.len);
+    return true;
+  }
+  ~borrowed_bytes() { PyBuffer_Release(&view_); }
+  const char* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  void* keep() const noexcept { return keep_; }
+
+ private:
+  Py_buffer view_{};  // the export of a non-bytes buffer (obj null if none)
+  const char* data_ = nullptr;
+  std::size_t size_ = 0;
+  PyObject* keep_ = nullptr;  // the bytes object when the data may be queued by reference
+};
+
+// SocketTransport.write(data)
+PyObject* transport_write(PyObject* transport, PyObject* data) {
+  stream_io_object* io = stream_io_of(transport);
+  if (io == nullptr) return nullptr;
+  if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+    PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.80s'",
+                 Py_TYPE(data)->tp_name);
+    return nullptr;
+  }
+  const Py_ssize_t length = PyObject_Length(data);
+  if (length < 0) return nullptr;
+  const int admitted = admit_write(io, length == 0);
+  if (admitted <= 0) return admitted < 0 ? nullptr : Py_NewRef(Py_None);
+  borrowed_bytes bytes;
+  if (!bytes.open(data)) return nullptr;
+  nb::object keep_alive = nb::borrow(reinterpret_cast<PyObject*>(io));  // events may detach
+  return write_result(io, io->writer.write(bytes.data(), bytes.size(), bytes.keep()));
+}
+
+// SocketTransport.writelines(list_of_data): every piece joins the queue; one send for all.
+PyObject* transport_writelines(PyObject* transport, PyObject* list_of_data) {
+  stream_io_object* io = stream_io_of(transport);
+  if (io == nullptr) return nullptr;
+  nb::object items = nb::steal(PySequence_Fast(list_of_data, "can only join an iterable"));
+  if (!items.is_valid()) return nullptr;
+  const Py_ssize_t count = PySequence_Fast_GET_SIZE(items.ptr());
+  PyObject** item = PySequence_Fast_ITEMS(items.ptr());
+  // Validate everything before queueing anything, as b"".join would fail before writing.
+  for (Py_ssize_t i = 0; i < count; ++i) {
+    if (!PyObject_CheckBuffer(item[i])) {
+      PyErr_Format(PyExc_TypeError,
+                   "sequence item %zd: expected a bytes-like object, %.80s found", i,
+                   Py_TYPE(item[i])->tp_name);
+      return nullptr;
+    }
+  }
+  const int admitted = admit_write(io, count == 0);
+  if (admitted <= 0) return admitted < 0 ? nullptr : Py_NewRef(Py_None);
+  nb::object keep_alive = nb::borrow(reinterpret_cast<PyObject*>(io));
+  const bool send_at_once = io->writer.begin_writes();
+  const std::size_t before = io->writer.size();
+  for (Py_ssize_t i = 0; i < count; ++i) {
+    borrowed_bytes bytes;
+    if (!bytes.open(item[i])) return nullptr;
+    io->writer.queue(bytes.data(), bytes.size(), bytes.keep());
+  }
+  return write_result(io, io->writer.finish_writes(before, send_at_once));
+}
+
+PyMethodDef transport_write_def = {
+    "write", guarded<transport_write>::call, METH_O,
+    "write(data)\n--\n\nQueue data for the peer; it is sent at the end of the loop turn."};
+PyMethodDef transport_writelines_def = {
+    "writelines", guarded<transport_writelines>::call, METH_O,
+    "writelines(list_of_data)\n--\n\nQueue every piece; one system call sends them all."};
+
+}  // namespace
+
+const stream_writer_events stream_io_writer_events{
+    release_chunk, retain_chunk, on_write_failed, on_above_high_water, on_at_low_water,
+    on_drained, on_writer_callback_failed, retain_owner, release_owner};
+
+// install_stream_methods(cls): makes cls.write and cls.writelines this file's functions. cls
+// must declare an `_io` slot holding its StreamIO.
+void install_stream_methods(nb::handle cls) {
+  if (!PyType_Check(cls.ptr())) throw nb::type_error("install_stream_methods() needs a class");
+  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+  nb::object slot = nb::steal(PyObject_GetAttrString(cls.ptr(), "_io"));
+  if (!slot.is_valid()) throw nb::python_error();
+  if (Py_TYPE(slot.ptr()) != &PyMemberDescr_Type) {
+    throw nb::type_error("install_stream_methods(): `_io` must be a __slots__ entry");
+  }
+  state().stream_io_slot_offset = reinterpret_cast<PyMemberDescrObject*>(slot.ptr())->d_member->offset;
+  for (PyMethodDef* def : {&transport_write_def, &transport_writelines_def}) {
+    nb::object descriptor = nb::steal(PyDescr_NewMethod(type, def));
+    if (!descriptor.is_valid() || PyObject_SetAttrString(cls.ptr(), def->ml_name, descriptor.ptr()) < 0) {
+      throw nb::python_error();
+    }
+  }
+}
+
+}  // namespace pyloop::bindings
