@@ -14,12 +14,12 @@ import sys
 
 # The order in which loops appear in every table column; BASELINE is added when one is set.
 LOOPS = ("asyncio", "uvloop", "rloop", "pyloop")
-BASELINE = "pyloop-base"
-BASELINE_ENV = "PYLOOP_BASELINE"
-
-# The module behind each loop (its new_event_loop makes the loop) and its distribution name.
+BASELINE = "pyloop-base"  # the column of the build named by --baseline
+KNOWN = LOOPS + (BASELINE,)  # every name a worker or server accepts
+BASELINE_ENV = "PYLOOP_BASELINE"  # carries the baseline's directory to child processes
 # The loops PyLoop's ratio columns divide by, in column order (those in the run).
 PEERS = ("uvloop", "asyncio", "rloop", BASELINE)
+# The module behind each loop (its new_event_loop makes the loop) and its distribution name.
 MODULES = {"uvloop": ("uvloop", "uvloop"), "rloop": ("rloop", "rloop"),
            "pyloop": ("data_bridge.pyloop", "data-bridge-pyloop"),
            BASELINE: ("data_bridge.pyloop", "data-bridge-pyloop")}
@@ -38,6 +38,21 @@ def use_baseline(directory):
         raise ValueError(f"{directory} holds no build of PyLoop "
                          "(expected data_bridge/pyloop/_pyloop*.so in it)")
     os.environ[BASELINE_ENV] = directory
+
+
+def add_baseline_option(parser):
+    """The runners' --baseline DIR option (argparse); use_baseline_option applies it."""
+    parser.add_argument("--baseline", metavar="DIR",
+                        help=f"also measure the PyLoop build in DIR (DIR/data_bridge/pyloop/) "
+                             f"as column {BASELINE}, with the ratio pyloop/{BASELINE}")
+
+
+def use_baseline_option(parser, args):
+    """Hand --baseline to this process and every worker and server it starts."""
+    try:
+        use_baseline(args.baseline)
+    except ValueError as exc:
+        parser.error(f"--baseline: {exc}")
 
 
 def baseline_dir():
@@ -96,7 +111,7 @@ def factory(name):
         # this column must always be CPython's own loop.
         return asyncio.DefaultEventLoopPolicy().new_event_loop
     if name not in MODULES:
-        raise ValueError(f"unknown loop {name!r}; known: {', '.join(LOOPS + (BASELINE,))}")
+        raise ValueError(f"unknown loop {name!r}; known: {', '.join(KNOWN)}")
     return _module(name).new_event_loop
 
 

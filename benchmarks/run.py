@@ -54,9 +54,9 @@ def parse_args(argv):
                         help="print the report as Markdown (for the README)")
     parser.add_argument("--require-pyloop", action="store_true",
                         help="exit 2 when PyLoop cannot be loaded")
-    add_baseline_option(parser)
+    loops.add_baseline_option(parser)
     args = parser.parse_args(argv)
-    use_baseline(parser, args.baseline)
+    loops.use_baseline_option(parser, args)
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.target = args.target or (0.05 if args.quick else 0.3)
     if args.repeats < 1 or args.target <= 0:
@@ -66,21 +66,6 @@ def parse_args(argv):
     except ValueError as exc:
         parser.error(str(exc))
     return args
-
-
-def add_baseline_option(parser):
-    """--baseline DIR, shared with the networking runners."""
-    parser.add_argument("--baseline", metavar="DIR",
-                        help=f"also measure the PyLoop build in DIR (DIR/data_bridge/pyloop/) "
-                             f"as column {loops.BASELINE}, with the ratio pyloop/{loops.BASELINE}")
-
-
-def use_baseline(parser, directory):
-    """Hand --baseline to this process and every worker and server it starts."""
-    try:
-        loops.use_baseline(directory)
-    except ValueError as exc:
-        parser.error(f"--baseline: {exc}")
 
 
 def call_worker(arguments, deadline):
