@@ -2,29 +2,29 @@
 
 import statistics
 
-from loops import LOOPS
-
-RATIOS = (("pyloop", "uvloop"), ("pyloop", "asyncio"))  # (numerator, denominator) columns
+from loops import columns, pyloop_ratios
 
 
 def summarize(rows, results):
     """One dict per row: each loop's median rate, spread and error, and the ratio columns.
 
-    `results[row][loop]` holds {"rates": [...], "error": str or None}. The spread is the
-    largest deviation of a single run from the median, as a fraction of the median.
+    `results[row][loop]` holds {"rates": [...], "error": str or None, "na": str or None}.
+    The spread is the largest deviation of a single run from the median, as a fraction of
+    the median.
     """
     summary = []
     for row in rows:
         entry = {"scenario": row, "loops": {}}
-        for loop in LOOPS:
+        for loop in columns():
             cell = results.get(row, {}).get(loop)
             if cell is None:
                 continue
             rates = cell["rates"]
-            median = statistics.median(rates) if rates and not cell["error"] else None
+            measured = rates and not (cell["error"] or cell["na"])
+            median = statistics.median(rates) if measured else None
             spread = max(abs(rate - median) for rate in rates) / median if median else None
             entry["loops"][loop] = dict(cell, median=median, spread=spread)
-        for top, bottom in RATIOS:
+        for top, bottom in pyloop_ratios(columns()):
             a = entry["loops"].get(top, {}).get("median")
             b = entry["loops"].get(bottom, {}).get("median")
             entry[f"{top}/{bottom}"] = a / b if a and b else None
@@ -42,23 +42,25 @@ def _rate(value):
 
 def _cells(entry):
     cells = [entry["scenario"]]
-    for loop in LOOPS:
+    for loop in columns():
         cell = entry["loops"].get(loop)
         if cell is None:
             cells.append("n/a")
+        elif cell["na"]:
+            cells.append(f"n/a ({cell['na']})")
         elif cell["error"]:
             cells.append("FAIL")
         else:
             cells.append(f"{_rate(cell['median'])} ±{cell['spread'] * 100:.0f}%")
-    for top, bottom in RATIOS:
+    for top, bottom in pyloop_ratios(columns()):
         ratio = entry[f"{top}/{bottom}"]
         cells.append(f"{ratio:.2f}x" if ratio else "n/a")
     return cells
 
 
 def _titles():
-    return (["scenario"] + [f"{loop} ops/s" for loop in LOOPS]
-            + [f"{top}/{bottom}" for top, bottom in RATIOS])
+    return (["scenario"] + [f"{loop} ops/s" for loop in columns()]
+            + [f"{top}/{bottom}" for top, bottom in pyloop_ratios(columns())])
 
 
 def header_lines(machine, loop_info, config):
@@ -71,13 +73,15 @@ def header_lines(machine, loop_info, config):
         + (f", load average {' '.join(map(str, load))} at start" if load else ""),
         f"python:  {machine['python']} ({machine['python_build']})",
     ]
-    for loop in LOOPS:
+    for loop in columns():
         info = loop_info[loop]
         if info.get("error"):
             lines.append(f"{loop + ':':8} UNAVAILABLE ({info['error']})")
         else:
-            fallback = " -- WARNING: asyncio's own loop class" if info.get("asyncio_fallback") else ""
-            lines.append(f"{loop + ':':8} {info['version']} ({info['class']}){fallback}")
+            built = f", built in {info['from']}" if info.get("from") else ""
+            lines.append(f"{loop + ':':8} {info['version']} ({info['class']}{built})"
+                         + (" -- WARNING: asyncio's own loop class"
+                            if info.get("asyncio_fallback") else ""))
     lines.append(
         f"method:  median of {config['repeats']} runs per cell, each sized to ~"
         f"{config['target_seconds']:g} s and run in a fresh process after a warm-up; loops "

@@ -1,9 +1,10 @@
-"""benchmarks/run.py — every core-loop scenario on asyncio, uvloop and PyLoop, side by side.
+"""benchmarks/run.py — every core-loop scenario on asyncio, uvloop, rloop and PyLoop side by side.
 
     python benchmarks/run.py                  # full run: 5 repeats of ~0.3 s per cell
     python benchmarks/run.py --quick          # CI smoke run, well under 30 s
     python benchmarks/run.py --scenarios timer_churn,sleep_zero --json out.json
     python benchmarks/run.py --markdown       # the table as Markdown, for the README
+    python benchmarks/run.py --baseline DIR   # plus a pyloop-base column: the build in DIR
 
 Noise control, for shared and noisy machines: each (loop, scenario) run happens in a fresh
 process (worker.py) after a warm-up run, on a fresh loop; every cell is first calibrated to
@@ -11,9 +12,12 @@ a size taking about --target seconds; the repeats are interleaved round-robin (r
 every scenario and loop, then repeat 2, ...) with the loop order rotated each repeat, and
 each cell reports the median. Progress goes to stderr, the report to stdout.
 
-Exit status: 0 when every available loop passed every scenario's checks, 1 when a run failed
-(a scenario caught a wrong result, an error or a hang), 2 when --require-pyloop was given
-and PyLoop could not be loaded (asyncio and uvloop are measured all the same).
+A peer loop or the baseline build that raises NotImplementedError in a scenario gets
+"n/a (NotImplementedError)" there; PyLoop itself fails instead. Exit status: 0 when every
+available loop passed every scenario's checks, 1 when a run failed (a scenario caught a wrong
+result, an error or a hang), 2 when --require-pyloop was given and PyLoop could not be loaded
+(the other loops are measured all the same) or the --baseline build could not be loaded
+(nothing is measured).
 """
 
 import argparse
@@ -27,17 +31,17 @@ sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import machine    # noqa: E402  (needs the path set above)
+import loops      # noqa: E402  (needs the path set above)
+import machine    # noqa: E402
 import report     # noqa: E402
 import scenarios  # noqa: E402
-from loops import LOOPS  # noqa: E402
 
 WORKER = os.path.join(HERE, "worker.py")
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Core-loop benchmarks: asyncio vs uvloop vs PyLoop, side by side.")
+        description="Core-loop benchmarks: asyncio vs uvloop vs rloop vs PyLoop, side by side.")
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke run: 3 repeats of ~0.05 s per cell")
     parser.add_argument("--scenarios", metavar="A,B",
@@ -50,7 +54,9 @@ def parse_args(argv):
                         help="print the report as Markdown (for the README)")
     parser.add_argument("--require-pyloop", action="store_true",
                         help="exit 2 when PyLoop cannot be loaded")
+    loops.add_baseline_option(parser)
     args = parser.parse_args(argv)
+    loops.use_baseline_option(parser, args)
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.target = args.target or (0.05 if args.quick else 0.3)
     if args.repeats < 1 or args.target <= 0:
@@ -103,11 +109,18 @@ def log_detail(answer):
 
 
 def probe_loops(require_pyloop):
-    """Load each loop in a throwaway process; say clearly which ones are unavailable."""
+    """Load each loop in a throwaway process; say clearly which ones are unavailable.
+
+    A baseline build asked for (--baseline) that cannot be loaded, or not from its directory,
+    ends the run at once (exit 2): a table without it would not answer the question asked.
+    """
     info = {}
-    for loop in LOOPS:
+    for loop in loops.columns():
         info[loop] = call_worker(["probe", loop], deadline=60)
         info[loop].pop("detail", None)
+        if info[loop].get("error") and loop == loops.BASELINE:
+            log(f"{loop} (--baseline {loops.baseline_dir()}) unavailable: {info[loop]['error']}")
+            sys.exit(2)
         if info[loop].get("error"):
             label = "PyLoop" if loop == "pyloop" else loop
             consequence = "its column reads n/a; the other loops are measured"
@@ -133,17 +146,27 @@ def calibrate_all(args, available, results, progress):
         for loop in available:
             answer = call_worker(["calibrate", loop, row, args.target], 10 + 20 * args.target)
             if answer.get("error"):
-                results[row][loop].update(error=answer["error"], detail=answer.get("detail"))
-                progress(f"{row} {loop}: FAILED calibrating: {answer['error']}", answer)
+                progress(f"{row} {loop}: {settle(results[row][loop], loop, answer)} calibrating:"
+                         f" {answer['error']}", answer)
             else:
                 sizes[row, loop] = answer["size"]
                 progress(f"{row} {loop}: size {answer['size']}")
     return sizes
 
 
+def settle(cell, loop, answer):
+    """Record a worker's failure in `cell`: n/a when a peer or the baseline lacks a method
+    (NotImplementedError), an error otherwise; return the word for the progress line."""
+    if answer.get("not_implemented") and loop != "pyloop":
+        cell.update(na="NotImplementedError", detail=answer.get("detail"))
+        return "n/a"
+    cell.update(error=answer["error"], detail=answer.get("detail"))
+    return "FAILED"
+
+
 def measure_all(args, available):
     """Calibrate every cell, then run the repeats round-robin; return results[row][loop]."""
-    results = {row: {loop: {"rates": [], "sizes": [], "seconds": [], "error": None}
+    results = {row: {loop: {"rates": [], "sizes": [], "seconds": [], "error": None, "na": None}
                      for loop in available} for row in args.rows}
     cells = len(args.rows) * len(available)
     steps = cells * (args.repeats + (0 if args.quick else 1))
@@ -166,14 +189,14 @@ def measure_all(args, available):
         for row in args.rows:
             for loop in order:
                 cell = results[row][loop]
-                if cell["error"]:
+                if cell["error"] or cell["na"]:
                     done += 1  # a loop that failed a scenario once is not timed on it again
                     continue
                 answer = call_worker(["measure", loop, row, sizes[row, loop],
                                       "--target", args.target], deadline)
                 if answer.get("error"):
-                    cell.update(error=answer["error"], detail=answer.get("detail"))
-                    progress(f"{row} {loop}: FAILED: {answer['error']}", answer)
+                    progress(f"{row} {loop}: {settle(cell, loop, answer)}: {answer['error']}",
+                             answer)
                     continue
                 cell["rates"].append(answer["rate"])
                 cell["sizes"].append(answer["size"])
@@ -187,11 +210,11 @@ def main(argv=None):
     args = parse_args(argv)
     host = machine.describe()
     loop_info = probe_loops(args.require_pyloop)
-    available = [loop for loop in LOOPS if not loop_info[loop].get("error")]
+    available = [loop for loop in loops.columns() if not loop_info[loop].get("error")]
     results = measure_all(args, available) if available else {}
     summary = report.summarize(args.rows, results)
     config = {"repeats": args.repeats, "target_seconds": args.target, "quick": args.quick,
-              "scenarios": args.rows}
+              "scenarios": args.rows, "baseline": loops.baseline_dir()}
     header = report.header_lines(host, loop_info, config)
     wall = time.perf_counter() - started
     print(report.render_markdown(header, summary) if args.markdown

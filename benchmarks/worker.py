@@ -7,6 +7,7 @@ lists or interpreter caches. Usable by hand too:
     python benchmarks/worker.py calibrate uvloop timer_churn/fire 0.3
     python benchmarks/worker.py measure asyncio sleep_zero 200000
     python benchmarks/worker.py --deadline 10 measure pyloop timer_churn/fire 50000
+    PYLOOP_BASELINE=/path/to/build python benchmarks/worker.py probe pyloop-base
 """
 
 import argparse
@@ -67,8 +68,11 @@ def probe(loop_name):
     """Import the loop, make and close one; describe it."""
     loop = loops.factory(loop_name)()
     try:
-        return {"class": loops.describe(loop), "version": loops.version(loop_name),
+        info = {"class": loops.describe(loop), "version": loops.version(loop_name),
                 "asyncio_fallback": loop_name != "asyncio" and loops.is_asyncio_own(loop)}
+        if loop_name == loops.BASELINE:
+            info["from"] = loops.baseline_dir()
+        return info
     finally:
         loop.close()
 
@@ -135,7 +139,11 @@ def main(argv=None):
             result = measure(args.loop, args.row, args.size, args.target)
     except Exception as exc:  # reported to run.py as data, with the traceback on stderr
         traceback.print_exc()
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        answer = {"error": f"{type(exc).__name__}: {exc}"}
+        # A method the loop lacks, also when the loop reported it through its handler.
+        if isinstance(exc, NotImplementedError) or "(NotImplementedError" in str(exc):
+            answer["not_implemented"] = True
+        print(json.dumps(answer))
         return 1
     print(json.dumps(result))
     return 0

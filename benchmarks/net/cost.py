@@ -22,10 +22,11 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from loops import LOOPS  # noqa: E402  (benchmarks/loops.py)
 
-LOOPS = ("asyncio", "uvloop", "pyloop")
 STYLES = ("sock", "streams", "protocol", "buffered")
 TICKS = os.sysconf("SC_CLK_TCK")
 

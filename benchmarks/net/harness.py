@@ -16,15 +16,18 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH = os.path.dirname(HERE)  # benchmarks/: loops.py, which makes the pyloop-base loop
 BUILD = os.path.join(HERE, "build")
 HOST = "127.0.0.1"
 C_PROGRAMS = ("echo_client", "epoll_echo_server", "paired_client")
 COMMON_HEADER = os.path.join(HERE, "client_common.h")  # included by the clients
 
 # How each loop is named on uvicorn's command line (--loop). uvicorn >= 0.36 imports any
-# "module:attribute" value and uses that attribute itself as the loop factory.
-UVICORN_LOOP = {"asyncio": "asyncio", "uvloop": "uvloop",
-                "pyloop": "data_bridge.pyloop:new_event_loop"}
+# "module:attribute" value and uses that attribute itself as the loop factory. The baseline
+# goes through benchmarks/loops.py, which imports it from its directory and checks that.
+UVICORN_LOOP = {"asyncio": "asyncio", "uvloop": "uvloop", "rloop": "rloop:new_event_loop",
+                "pyloop": "data_bridge.pyloop:new_event_loop",
+                "pyloop-base": "loops:new_baseline_loop"}
 
 
 class Unavailable(Exception):
@@ -120,9 +123,10 @@ def pin_to(cpus):
 class Server:
     """One server process on a fresh loopback port; a context manager that always stops it."""
 
-    def __init__(self, label, command, cwd=None, ready_timeout=20.0, cpus=None):
+    def __init__(self, label, command, cwd=None, ready_timeout=20.0, cpus=None, env=None):
         self.label = label
         self.cpus = cpus  # CPU numbers the process may run on (None: wherever it is scheduled)
+        self.env = env or {}  # variables set for the process on top of this one's
         self.port = free_port()
         self.command = [part.replace("{port}", str(self.port)) for part in command]
         self.cwd = cwd
@@ -132,7 +136,7 @@ class Server:
 
     def __enter__(self):
         self._log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1", **self.env)
         env.pop("PYTHONASYNCIODEBUG", None)  # debug mode would slow every loop differently
         self.proc = subprocess.Popen(self.command, cwd=self.cwd, env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -233,7 +237,10 @@ def uvicorn_server(loop):
                "--host", HOST, "--port", "{port}", "--loop", UVICORN_LOOP[loop],
                "--http", "httptools", "--ws", "none", "--lifespan", "off",
                "--no-access-log", "--log-level", "warning", "--workers", "1"]
-    return Server(f"uvicorn --loop {UVICORN_LOOP[loop]}", command)
+    env = None
+    if UVICORN_LOOP[loop].startswith("loops:"):
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, (BENCH, os.environ.get("PYTHONPATH"))))}
+    return Server(f"uvicorn --loop {UVICORN_LOOP[loop]}", command, env=env)
 
 
 def _has_module(name):

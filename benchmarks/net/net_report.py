@@ -1,15 +1,20 @@
-"""benchmarks/net/net_report.py — medians, ratios to uvloop, fractions of the C floor, tables.
+"""benchmarks/net/net_report.py — medians, ratios, fractions of the C floor, tables.
 
-Three tables: echo requests/s (with ratios to uvloop and each loop's fraction of the C epoll
-floor), echo MiB/s, and HTTP requests/s (with ratios to uvloop). Plain text or Markdown.
+Three tables: echo requests/s (with the ratios and each loop's fraction of the C epoll floor),
+echo MiB/s, and HTTP requests/s (with the ratios). Plain text or Markdown. The ratios are
+asyncio's to uvloop's, then PyLoop's to each other loop's (uvloop, rloop, the baseline build).
 """
 
 import statistics
 
-from loops import LOOPS
+from loops import BASELINE, columns, pyloop_ratios
 
 FLOOR = "c-epoll"  # the bare C epoll echo server: the machine's floor for the echo rows
-RATIO_TO = "uvloop"
+
+
+def ratio_pairs():
+    """(numerator, denominator) of every ratio column of this run, in column order."""
+    return [("asyncio", "uvloop")] + pyloop_ratios(columns(), ("uvloop", "rloop", BASELINE))
 
 
 def _stats(values):
@@ -28,7 +33,7 @@ def summarize_cell(cell):
 
 
 def summarize(rows, results, floors, available):
-    """One dict per row: every loop's summarized cell, ratios to uvloop, fractions of the floor.
+    """One dict per row: every loop's summarized cell, the ratios, fractions of the floor.
 
     `results[row][loop]` and `floors[(size, conns)]` hold {"rates", "mib", "error", "na",
     "detail"}; `rows` are (name, spec) pairs, spec as run.py makes them.
@@ -40,21 +45,20 @@ def summarize(rows, results, floors, available):
             entry.update(size=spec["size"], conns=spec["conns"])
             floor = floors.get((spec["size"], spec["conns"]))
             entry["floor"] = summarize_cell(floor) if floor else None
-        for loop in LOOPS:
+        for loop in columns():
             if loop in available:
                 entry["loops"][loop] = summarize_cell(results[name][loop])
-        base = entry["loops"].get(RATIO_TO, {}).get("median")
         entry["ratios"] = {}
-        for loop in LOOPS:
-            if loop != RATIO_TO:
-                value = entry["loops"].get(loop, {}).get("median")
-                entry["ratios"][f"{loop}/{RATIO_TO}"] = value / base if value and base else None
+        for top, bottom in ratio_pairs():
+            value = entry["loops"].get(top, {}).get("median")
+            base = entry["loops"].get(bottom, {}).get("median")
+            entry["ratios"][f"{top}/{bottom}"] = value / base if value and base else None
         if spec["kind"] == "echo":
             floor_median = (entry["floor"] or {}).get("median")
             entry["of_floor"] = {
                 loop: (entry["loops"].get(loop, {}).get("median") or 0) / floor_median
                 if floor_median and entry["loops"].get(loop, {}).get("median") else None
-                for loop in LOOPS}
+                for loop in columns()}
         summary.append(entry)
     return summary
 
@@ -109,30 +113,30 @@ def tables(summary):
     """[(title, header, rows)] for the sections that have rows."""
     echo = [entry for entry in summary if entry["kind"] == "echo"]
     http = [entry for entry in summary if entry["kind"] == "http"]
-    others = [loop for loop in LOOPS if loop != RATIO_TO]
+    loops = list(columns())
+    ratios = [f"{top}/{bottom}" for top, bottom in ratio_pairs()]
     out = []
     if echo:
-        header = (["echo: requests/s", "C floor"] + list(LOOPS)
-                  + [f"{loop}/{RATIO_TO}" for loop in others]
-                  + [f"{loop}/floor" for loop in LOOPS])
+        header = (["echo: requests/s", "C floor"] + loops + ratios
+                  + [f"{loop}/floor" for loop in loops])
         rows = [[entry["scenario"], _rate_cell(entry["floor"])]
-                + [_rate_cell(entry["loops"].get(loop)) for loop in LOOPS]
-                + [_ratio(entry["ratios"][f"{loop}/{RATIO_TO}"]) for loop in others]
-                + [_ratio(entry["of_floor"][loop], percent=True) for loop in LOOPS]
+                + [_rate_cell(entry["loops"].get(loop)) for loop in loops]
+                + [_ratio(entry["ratios"][ratio]) for ratio in ratios]
+                + [_ratio(entry["of_floor"][loop], percent=True) for loop in loops]
                 for entry in echo]
-        out.append(("Echo, requests/s (median ± largest deviation); ratio to uvloop; "
+        out.append(("Echo, requests/s (median ± largest deviation); ratios; "
                     "fraction of the C epoll floor", header, rows))
-        header = ["echo: MiB/s", "C floor"] + list(LOOPS)
+        header = ["echo: MiB/s", "C floor"] + loops
         rows = [[entry["scenario"], _mib_cell(entry["floor"])]
-                + [_mib_cell(entry["loops"].get(loop)) for loop in LOOPS] for entry in echo]
+                + [_mib_cell(entry["loops"].get(loop)) for loop in loops] for entry in echo]
         out.append(("Echo, MiB/s of payload echoed back (median)", header, rows))
     if http:
-        header = (["http: requests/s"] + list(LOOPS) + [f"{loop}/{RATIO_TO}" for loop in others])
-        rows = [[entry["scenario"]] + [_rate_cell(entry["loops"].get(loop)) for loop in LOOPS]
-                + [_ratio(entry["ratios"][f"{loop}/{RATIO_TO}"]) for loop in others]
+        header = ["http: requests/s"] + loops + ratios
+        rows = [[entry["scenario"]] + [_rate_cell(entry["loops"].get(loop)) for loop in loops]
+                + [_ratio(entry["ratios"][ratio]) for ratio in ratios]
                 for entry in http]
         out.append(("HTTP/1.1 keep-alive, requests/s from wrk (median ± largest deviation); "
-                    "ratio to uvloop", header, rows))
+                    "ratios", header, rows))
     return out
 
 

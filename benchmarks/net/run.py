@@ -1,9 +1,10 @@
-"""benchmarks/net/run.py — networking benchmarks on asyncio, uvloop and PyLoop, side by side.
+"""benchmarks/net/run.py — networking benchmarks on asyncio, uvloop, rloop and PyLoop.
 
     python benchmarks/net/run.py                    # full run: 5 interleaved repeats per cell
-    python benchmarks/net/run.py --quick            # CI smoke run, under a minute
+    python benchmarks/net/run.py --quick            # CI smoke run, about a minute
     python benchmarks/net/run.py --scenarios echo/protocol,http/uvicorn --json out.json
     python benchmarks/net/run.py --markdown         # the report as Markdown, for a README
+    python benchmarks/net/run.py --baseline DIR     # plus a pyloop-base column: the build in DIR
 
 Echo: each Python server style (servers.py) runs in its own process on the loop under test;
 the load comes from echo_client (C, built here into build/), which does not depend on any
@@ -17,12 +18,13 @@ servers of one style on every loop run side by side and the client visits each i
 each row, so a row's numbers are taken within a second of each other. Each cell reports the
 median. Progress goes to stderr, the report to stdout.
 
-A loop whose server reports NotImplementedError (PyLoop while its networking is in progress)
-gets "n/a (NotImplementedError)" in that cell and is not retried on it; everything else goes
-on. Exit status: 0 when every cell was measured or n/a by NotImplementedError; 1 when a cell
-failed (FAIL: a wrong echo, a crash, a hang) or a requirement (cc, wrk, uvicorn, httptools)
-is missing, or with --strict when a cell is n/a; 2 when --require-pyloop was given and PyLoop
-could not be loaded.
+A loop whose server reports NotImplementedError (PyLoop while its networking is in progress,
+a peer that lacks a method) gets "n/a (NotImplementedError)" in that cell and is not retried
+on it; everything else goes on. Exit status: 0 when every cell was measured or n/a by
+NotImplementedError; 1 when a cell failed (FAIL: a wrong echo, a crash, a hang) or a
+requirement (cc, wrk, uvicorn, httptools) is missing, or with --strict when a cell is n/a; 2
+when --require-pyloop was given and PyLoop could not be loaded, or the --baseline build could
+not be loaded (nothing is measured then).
 """
 
 import argparse
@@ -40,10 +42,10 @@ sys.path.insert(0, BENCH)  # machine, report, loops: shared with the core-loop b
 sys.path.insert(0, HERE)
 
 import harness     # noqa: E402  (needs the path set above)
+import loops       # noqa: E402
 import machine     # noqa: E402
 import net_report  # noqa: E402
 import report      # noqa: E402
-from loops import LOOPS  # noqa: E402
 
 
 def _core_runner():
@@ -92,7 +94,7 @@ def select_rows(patterns):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Networking benchmarks: asyncio vs uvloop vs PyLoop, side by side.")
+        description="Networking benchmarks: asyncio vs uvloop vs rloop vs PyLoop, side by side.")
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke run: short runs, under a minute")
     parser.add_argument("--scenarios", metavar="A,B",
@@ -117,7 +119,9 @@ def parse_args(argv):
                         help="exit 2 when PyLoop cannot be loaded")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a cell is n/a (NotImplementedError) too")
+    loops.add_baseline_option(parser)
     args = parser.parse_args(argv)
+    loops.use_baseline_option(parser, args)
     quick = args.quick
 
     def default(value, full, fast):
@@ -396,7 +400,7 @@ def main(argv=None):
     args = parse_args(argv)
     host = machine.describe()
     loop_info = _core_runner().probe_loops(args.require_pyloop)
-    available = [loop for loop in LOOPS if not loop_info[loop].get("error")]
+    available = [loop for loop in loops.columns() if not loop_info[loop].get("error")]
     bench = Bench(args, available)
     bench.run()
     tools = harness.tool_versions(bench.programs is not None)
@@ -411,6 +415,7 @@ def main(argv=None):
             "quick", "repeats", "duration", "warmup", "http_duration", "http_warmup",
             "wrk_connections", "wrk_threads")}
         config["scenarios"] = [name for name, _ in args.rows]
+        config["baseline"] = loops.baseline_dir()
         floors = {f"{size}/{conns}": net_report.summarize_cell(cell)
                   for (size, conns), cell in bench.floors.items()}
         with open(args.json, "w", encoding="utf-8") as out:

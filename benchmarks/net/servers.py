@@ -11,7 +11,8 @@ Styles (each the plain, idiomatic way to write that server; the same code on eve
   http      HTTP/1.1 keep-alive server on an asyncio.Protocol with a small hand-written
             request parser and a fixed 13-byte response (for wrk)
 
-Prints "READY <port>" on stdout once the server accepts connections, then serves until
+`--loop pyloop-base` serves on the build in $PYLOOP_BASELINE (what the runners' --baseline
+sets). Prints "READY <port>" on stdout once the server accepts connections, then serves until
 killed. The harness (run.py) stops it with SIGTERM.
 
 Any error inside the server (an exception in a handler or callback, a method the loop does
@@ -272,7 +273,7 @@ async def start(loop, style, host, port):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loop", required=True, choices=loops.LOOPS)
+    parser.add_argument("--loop", required=True, choices=loops.KNOWN)
     parser.add_argument("--style", required=True, choices=STYLES)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
