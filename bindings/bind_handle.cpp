@@ -70,7 +70,7 @@ handle_object* make_handle(PyTypeObject* type, PyObject* loop, PyObject* callbac
     // Debug mode records where the handle was created, as asyncio's Handle.__init__ does.
     nb::object stack = nb::steal(PyObject_CallNoArgs(state().extract_stack.ptr()));
     if (!stack.is_valid()) {
-      Py_DECREF(h);
+      nb::object discarded = nb::steal(reinterpret_cast<PyObject*>(h));
       return nullptr;
     }
     h->source_traceback = std::move(stack);
@@ -393,19 +393,16 @@ callback_status run_handle(handle_object* h) noexcept {
 
 void export_handle(nb::module_& m) {
   module_state& s = state();
-  PyObject* handle_type = PyType_FromSpec(&handle_spec);
-  if (handle_type == nullptr) throw nb::python_error();
-  PyObject* timer_type = PyType_FromSpecWithBases(&timer_spec, handle_type);
-  if (timer_type == nullptr) {
-    Py_DECREF(handle_type);
-    throw nb::python_error();
-  }
-  s.owned_types.push_back(nb::steal(handle_type));
-  s.owned_types.push_back(nb::steal(timer_type));
-  m.attr("Handle") = nb::borrow(handle_type);
-  m.attr("TimerHandle") = nb::borrow(timer_type);
-  s.handle_type = reinterpret_cast<PyTypeObject*>(handle_type);
-  s.timer_handle_type = reinterpret_cast<PyTypeObject*>(timer_type);
+  nb::object handle_type = nb::steal(PyType_FromSpec(&handle_spec));
+  if (!handle_type.is_valid()) throw nb::python_error();
+  nb::object timer_type = nb::steal(PyType_FromSpecWithBases(&timer_spec, handle_type.ptr()));
+  if (!timer_type.is_valid()) throw nb::python_error();
+  s.owned_types.push_back(handle_type);
+  s.owned_types.push_back(timer_type);
+  m.attr("Handle") = handle_type;
+  m.attr("TimerHandle") = timer_type;
+  s.handle_type = reinterpret_cast<PyTypeObject*>(handle_type.ptr());
+  s.timer_handle_type = reinterpret_cast<PyTypeObject*>(timer_type.ptr());
 }
 
 }  // namespace pyloop::bindings

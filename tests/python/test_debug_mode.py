@@ -326,3 +326,116 @@ def test_default_handler_shows_the_running_handle_origin_in_debug(loop, caplog):
     assert "reported from a callback" in texts[0]
     assert "Handle created at" in texts[0]
     assert os.path.basename(__file__) in texts[0]
+
+
+# -- transports and sock_* in debug mode: the same native I/O, with debug's checks on top ----
+
+
+def test_slow_data_received_is_logged_as_the_transports_read_callback(loop, caplog):
+    """A transport's read callback (data_received) that runs long is logged in debug mode, as
+    asyncio logs its slow _read_ready handle; data still arrives in order."""
+    import asyncio
+    import socket
+
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.02
+    received = []
+
+    class Sluggish(asyncio.Protocol):
+        def data_received(self, data):
+            received.append(data)
+            if len(received) == 1:
+                time.sleep(0.05)
+
+    async def main():
+        a, b = socket.socketpair()
+        with a, b:
+            transport, _ = await loop.connect_accepted_socket(Sluggish, a)
+            b.sendall(b"first")
+            while not received:
+                await asyncio.sleep(0.005)
+            b.sendall(b"second")
+            while len(b"".join(received)) < 11:
+                await asyncio.sleep(0.005)
+            transport.close()
+            await asyncio.sleep(0)
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        loop.run_until_complete(asyncio.wait_for(main(), 2))
+    assert b"".join(received) == b"firstsecond"
+    slow = [r.getMessage() for r in caplog.records
+            if r.name == "asyncio" and r.levelno == logging.WARNING]
+    assert len(slow) == 1, slow
+    assert slow[0].startswith("Executing") and "_read_ready" in slow[0]
+    assert "took" in slow[0]
+
+
+def test_transport_echo_in_debug_mode_reads_writes_and_closes(loop):
+    """The native read and write paths serve debug mode: a Protocol and a BufferedProtocol
+    echo round trip, then end of stream and close, exactly as without debug."""
+    import asyncio
+    import socket
+
+    loop.set_debug(True)
+    events = []
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+        def eof_received(self):
+            events.append("eof")
+
+        def connection_lost(self, exc):
+            events.append(("lost", exc))
+
+    class BufferedEcho(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buffer = bytearray(7)
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def get_buffer(self, sizehint):
+            return self.buffer
+
+        def buffer_updated(self, nbytes):
+            self.transport.write(bytes(self.buffer[:nbytes]))
+
+        def connection_lost(self, exc):
+            events.append(("lost", exc))
+
+    async def round_trip(factory):
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        with b:
+            await loop.connect_accepted_socket(factory, a)
+            message = b"debug mode echo " * 100
+            await loop.sock_sendall(b, message)
+            got = b""
+            while len(got) < len(message):
+                got += await loop.sock_recv(b, 65536)
+            assert got == message
+            b.shutdown(socket.SHUT_WR)
+            assert await loop.sock_recv(b, 10) == b""
+            await asyncio.sleep(0.01)
+
+    loop.run_until_complete(asyncio.wait_for(round_trip(Echo), 2))
+    loop.run_until_complete(asyncio.wait_for(round_trip(BufferedEcho), 2))
+    assert events == ["eof", ("lost", None), ("lost", None)]
+
+
+def test_sock_recv_on_a_blocking_socket_is_refused_in_debug_mode(loop):
+    """Debug mode's check on top of the sock_* calls: the socket must be non-blocking."""
+    import socket
+
+    loop.set_debug(True)
+    a, b = socket.socketpair()
+    with a, b:
+        for call in (lambda: loop.sock_recv(a, 1), lambda: loop.sock_sendall(a, b"x")):
+            coro = call()
+            with pytest.raises(ValueError, match="must be non-blocking"):
+                loop.run_until_complete(coro)

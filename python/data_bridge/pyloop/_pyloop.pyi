@@ -1,8 +1,12 @@
-# python/data_bridge/pyloop/_pyloop.pyi — typing stub of the native extension (kept in step
-# with bindings/ by tests/checks/test_stubs.py, which diffs it against the loaded module).
+# python/data_bridge/pyloop/_pyloop.pyi — typing stub of the native extension, and the one
+# written contract between the Python package and the bindings. tests/checks/test_stubs.py
+# keeps it true: the classes and functions below are exactly what the module has, and the
+# *Callbacks protocols at the end list exactly the private members the native code calls on
+# Python objects (every one of them an interned name in bindings/bind_module_state.cpp), each
+# implemented by PyLoop or SocketTransport.
 from contextvars import Context
 from types import NotImplementedType
-from typing import Any, Awaitable, Callable, Coroutine, Generator, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Generator, Protocol, TypeVar
 
 import asyncio
 import socket
@@ -143,3 +147,32 @@ class StreamIO:
     def set_write_limits(self, high: int, low: int) -> None: ...
 
 def install_stream_methods(cls: type) -> None: ...
+
+# -- What the native code calls on Python objects ------------------------------------------
+
+class _LoopCallbacks(Protocol):
+    """Members the native Loop calls on its Python subclass, PyLoop."""
+
+    slow_callback_duration: float  # debug mode: read by the transports' read callback
+    def _check_thread(self) -> None: ...  # debug mode, call_soon & co.
+    def _check_callback(self, callback: Any, method: str) -> None: ...  # debug mode
+    def _run_handle_debug(self, handle: Handle) -> None: ...  # debug mode runs handles here
+    def _log_slow_callback(self, what: object, elapsed: float) -> None: ...  # debug mode
+    def _create_task_with_factory(
+        self, coro: Any, name: str | None, context: Context | None
+    ) -> asyncio.Task[Any]: ...
+    def _handle_signal(self, signum: int) -> None: ...  # a signal number from the pipe
+    def _ensure_fd_no_transport(self, fd: int) -> None: ...  # before a sock_* call waits
+
+class _TransportCallbacks(Protocol):
+    """Members StreamIO calls on the transport it serves, SocketTransport (which keeps the
+    StreamIO in its `_io` __slots__ entry, where the native write() finds it)."""
+
+    _io: StreamIO
+    _protocol_paused: bool
+    def _on_eof(self) -> None: ...  # the peer closed its side
+    def _fatal_error(self, exc: BaseException, message: str = ...) -> None: ...
+    def _on_write_error(self, exc: OSError) -> None: ...
+    def _maybe_pause_protocol(self) -> None: ...  # the queue passed the high-water mark
+    def _maybe_resume_protocol(self) -> None: ...  # it fell to the low-water mark
+    def _on_drained(self) -> None: ...  # a queue that waited for writability is empty
