@@ -12,7 +12,6 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
-import os
 import signal
 import socket
 import sys
@@ -23,6 +22,7 @@ import weakref
 from asyncio import base_events, events, futures, tasks
 
 from . import _glue
+from ._debug import DebugMethods
 from ._network import NetworkMethods
 from ._signals import SignalMethods
 from ._sockets import SocketMethods
@@ -38,16 +38,6 @@ _install_glue(
 # asyncio's logger: handlers and filters users set on it see PyLoop's messages too.
 logger = logging.getLogger("asyncio")
 
-# Frames kept for coroutine origins in debug mode (asyncio.constants.DEBUG_STACK_DEPTH).
-_DEBUG_STACK_DEPTH = 10
-
-
-def _debug_mode_from_environment() -> bool:
-    """Debug mode as asyncio derives it: -X dev, or PYTHONASYNCIODEBUG unless -E."""
-    return sys.flags.dev_mode or (
-        not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
-    )
-
 
 def _stop_loop_when_done(fut) -> None:
     """Done-callback of run_until_complete: stop the future's loop."""
@@ -59,15 +49,14 @@ def _stop_loop_when_done(fut) -> None:
     futures._get_loop(fut).stop()
 
 
-def _describe_handle(handle) -> str:
-    """A slow callback names its task when it is a task step, else the handle."""
-    owner = getattr(handle._callback, "__self__", None)
-    if isinstance(owner, tasks.Task):
-        return repr(owner)
-    return str(handle)
-
-
-class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.AbstractEventLoop):
+class PyLoop(
+    _NativeLoop,  # first: its slots and hot-path methods come before any mixin's
+    DebugMethods,
+    NetworkMethods,
+    SocketMethods,
+    SignalMethods,
+    asyncio.AbstractEventLoop,  # last: the mixins' methods override its abstract ones
+):
     """An asyncio event loop running on the data_bridge.pyloop C++ engine."""
 
     def __init__(self) -> None:
@@ -75,17 +64,14 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.
         self._default_executor = None
         self._executor_shutdown_called = False
         self._exception_handler = None
-        self._current_handle = None
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
-        self._coroutine_origin_tracking_enabled = False
-        self._coroutine_origin_tracking_saved_depth = None
-        # In debug mode a callback running longer than this (seconds) is logged.
-        self.slow_callback_duration = 0.1
         self._init_sockets()
         self._init_network()
         self._init_signals()
-        self.set_debug(_debug_mode_from_environment())
+        # Debug mode last: its set_debug() call, which a subclass may override, then
+        # sees a loop whose other attributes all exist.
+        self._init_debug()
 
     def __repr__(self) -> str:
         return (
@@ -195,54 +181,6 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
-
-    # -- debug mode ----------------------------------------------------------------------
-
-    def set_debug(self, enabled: bool) -> None:
-        self._debug = enabled
-        if self.is_running():
-            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
-
-    def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
-        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
-            return
-        if enabled:
-            self._coroutine_origin_tracking_saved_depth = sys.get_coroutine_origin_tracking_depth()
-            sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH)
-        else:
-            sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
-        self._coroutine_origin_tracking_enabled = enabled
-
-    def _check_thread(self) -> None:
-        """Debug mode: refuse non-thread-safe calls from a thread other than the loop's."""
-        thread_id = self._thread_id
-        if thread_id is None:
-            return
-        if threading.get_ident() != thread_id:
-            raise RuntimeError(
-                "Non-thread-safe operation invoked on an event loop other than the current one"
-            )
-
-    def _check_callback(self, callback, method: str) -> None:
-        """Debug mode: refuse coroutines and non-callables at scheduling time."""
-        if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
-            raise TypeError(f"coroutines cannot be used with {method}()")
-        if not callable(callback):
-            raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
-
-    def _run_handle_debug(self, handle) -> None:
-        """Debug mode runs each callback through here: timed, and named while it runs."""
-        self._current_handle = handle
-        try:
-            started = self.time()
-            handle._run()
-            elapsed = self.time() - started
-            if elapsed >= self.slow_callback_duration:
-                logger.warning(
-                    "Executing %s took %.3f seconds", _describe_handle(handle), elapsed
-                )
-        finally:
-            self._current_handle = None
 
     # -- tasks ---------------------------------------------------------------------------
 
