@@ -26,6 +26,7 @@ from ._debug import DebugMethods
 from ._network import NetworkMethods
 from ._signals import SignalMethods
 from ._sockets import SocketMethods
+from ._tasks import TaskMethods
 from ._pyloop import Loop as _NativeLoop
 from ._pyloop import _install_glue
 
@@ -52,6 +53,7 @@ def _stop_loop_when_done(fut) -> None:
 class PyLoop(
     _NativeLoop,  # first: its slots and hot-path methods come before any mixin's
     DebugMethods,
+    TaskMethods,
     NetworkMethods,
     SocketMethods,
     SignalMethods,
@@ -181,37 +183,6 @@ class PyLoop(
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
-
-    # -- tasks ---------------------------------------------------------------------------
-
-    def set_task_factory(self, factory) -> None:
-        if factory is not None and not callable(factory):
-            raise TypeError("task factory must be a callable or None")
-        self._task_factory = factory
-
-    def get_task_factory(self):
-        return self._task_factory
-
-    def _create_task_with_factory(self, coro, name, context):
-        """create_task() when set_task_factory() is in effect (the native path calls this)."""
-        factory = self._task_factory
-        if context is None:
-            task = factory(self, coro)
-        else:
-            task = factory(self, coro, context=context)
-        if name is not None:
-            try:
-                set_name = task.set_name
-            except AttributeError:
-                warnings.warn(
-                    "Task.set_name() was added in Python 3.8, the method support "
-                    "will be mandatory for third-party task implementations since 3.13.",
-                    DeprecationWarning,
-                    stacklevel=3,
-                )
-            else:
-                set_name(name)
-        return task
 
     # -- exception handling --------------------------------------------------------------
 
