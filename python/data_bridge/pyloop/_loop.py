@@ -16,13 +16,13 @@ import signal
 import socket
 import sys
 import threading
-import traceback
 import warnings
 import weakref
 from asyncio import base_events, events, futures, tasks
 
 from . import _glue
 from ._debug import DebugMethods
+from ._errors import ErrorHandlingMethods
 from ._network import NetworkMethods
 from ._signals import SignalMethods
 from ._sockets import SocketMethods
@@ -54,6 +54,7 @@ class PyLoop(
     _NativeLoop,  # first: its slots and hot-path methods come before any mixin's
     DebugMethods,
     TaskMethods,
+    ErrorHandlingMethods,
     NetworkMethods,
     SocketMethods,
     SignalMethods,
@@ -65,7 +66,7 @@ class PyLoop(
         super().__init__()
         self._default_executor = None
         self._executor_shutdown_called = False
-        self._exception_handler = None
+        self._init_errors()
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._init_sockets()
@@ -183,76 +184,6 @@ class PyLoop(
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
-
-    # -- exception handling --------------------------------------------------------------
-
-    def get_exception_handler(self):
-        return self._exception_handler
-
-    def set_exception_handler(self, handler) -> None:
-        if handler is not None and not callable(handler):
-            raise TypeError(f"A callable object or None is expected, got {handler!r}")
-        self._exception_handler = handler
-
-    def default_exception_handler(self, context) -> None:
-        """Log the context's message and details on the 'asyncio' logger."""
-        message = context.get("message") or "Unhandled exception in event loop"
-        exception = context.get("exception")
-        exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else False
-        current = self._current_handle
-        if "source_traceback" not in context and current is not None and current._source_traceback:
-            context["handle_traceback"] = current._source_traceback
-        lines = [message]
-        for key in sorted(context):
-            if key in ("message", "exception"):
-                continue
-            value = context[key]
-            if key == "source_traceback":
-                value = "Object created at (most recent call last):\n" + "".join(
-                    traceback.format_list(value)
-                ).rstrip()
-            elif key == "handle_traceback":
-                value = "Handle created at (most recent call last):\n" + "".join(
-                    traceback.format_list(value)
-                ).rstrip()
-            else:
-                value = repr(value)
-            lines.append(f"{key}: {value}")
-        logger.error("\n".join(lines), exc_info=exc_info)
-
-    def call_exception_handler(self, context) -> None:
-        """Pass context to the handler set by set_exception_handler(), else log it. Errors
-        in the handler are logged; SystemExit and KeyboardInterrupt propagate."""
-        handler = self._exception_handler
-        if handler is None:
-            try:
-                self.default_exception_handler(context)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                logger.error("Exception in default exception handler", exc_info=True)
-            return
-        try:
-            handler(self, context)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            try:
-                self.default_exception_handler(
-                    {
-                        "message": "Unhandled error in exception handler",
-                        "exception": exc,
-                        "context": context,
-                    }
-                )
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                logger.error(
-                    "Exception in default exception handler while handling an "
-                    "unexpected error in custom exception handler",
-                    exc_info=True,
-                )
 
     # -- executors -----------------------------------------------------------------------
 
