@@ -9,7 +9,6 @@ asynchronous generators. Each method follows asyncio.BaseEventLoop's documented 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import logging
 import signal
@@ -23,6 +22,7 @@ from asyncio import base_events, events, futures, tasks
 from . import _glue
 from ._debug import DebugMethods
 from ._errors import ErrorHandlingMethods
+from ._executors import ExecutorMethods
 from ._network import NetworkMethods
 from ._signals import SignalMethods
 from ._sockets import SocketMethods
@@ -55,6 +55,7 @@ class PyLoop(
     DebugMethods,
     TaskMethods,
     ErrorHandlingMethods,
+    ExecutorMethods,
     NetworkMethods,
     SocketMethods,
     SignalMethods,
@@ -64,8 +65,7 @@ class PyLoop(
 
     def __init__(self) -> None:
         super().__init__()
-        self._default_executor = None
-        self._executor_shutdown_called = False
+        self._init_executors()
         self._init_errors()
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
@@ -185,62 +185,6 @@ class PyLoop(
             self._default_executor = None
             executor.shutdown(wait=False)
 
-    # -- executors -----------------------------------------------------------------------
-
-    def run_in_executor(self, executor, func, *args):
-        self._check_closed()
-        if self.get_debug():
-            self._check_callback(func, "run_in_executor")
-        if executor is None:
-            if self._executor_shutdown_called:
-                raise RuntimeError("Executor shutdown has been called")
-            executor = self._default_executor
-            if executor is None:
-                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
-                self._default_executor = executor
-        return futures.wrap_future(executor.submit(func, *args), loop=self)
-
-    def set_default_executor(self, executor) -> None:
-        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError("executor must be ThreadPoolExecutor instance")
-        self._default_executor = executor
-
-    async def shutdown_default_executor(self, timeout=None) -> None:
-        """Join the default executor's threads from a helper thread, so the loop keeps
-        running meanwhile; with a timeout (3.12 API) stop waiting after it and warn."""
-        self._executor_shutdown_called = True
-        executor = self._default_executor
-        if executor is None:
-            return
-        done = self.create_future()
-
-        def join_executor() -> None:
-            try:
-                executor.shutdown(wait=True)
-                if not self.is_closed():
-                    self.call_soon_threadsafe(_set_result_unless_done, done, None)
-            except Exception as exc:  # reported to the awaiting coroutine
-                if not self.is_closed():
-                    self.call_soon_threadsafe(_set_exception_unless_done, done, exc)
-
-        thread = threading.Thread(target=join_executor, name="pyloop-executor-shutdown")
-        thread.start()
-        try:
-            if timeout is None:
-                await done
-            else:
-                await asyncio.wait_for(asyncio.shield(done), timeout)
-        except asyncio.TimeoutError:
-            warnings.warn(
-                "The executor did not finishing joining its threads within "
-                f"{timeout} seconds.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            executor.shutdown(wait=False)
-        else:
-            thread.join()
-
     # -- asynchronous generators ---------------------------------------------------------
 
     def _asyncgen_firstiter_hook(self, agen) -> None:
@@ -342,16 +286,6 @@ def _int_enum(value, enum_class):
         return enum_class(value)
     except ValueError:
         return value
-
-
-def _set_result_unless_done(fut, result) -> None:
-    if not fut.done():
-        fut.set_result(result)
-
-
-def _set_exception_unless_done(fut, exc) -> None:
-    if not fut.done():
-        fut.set_exception(exc)
 
 
 # Methods of asyncio.AbstractEventLoop that the networking, subprocess and signal work has
