@@ -16,10 +16,10 @@ import socket
 import sys
 import threading
 import warnings
-import weakref
 from asyncio import base_events, events, futures, tasks
 
 from . import _glue
+from ._asyncgens import AsyncgenMethods
 from ._debug import DebugMethods
 from ._errors import ErrorHandlingMethods
 from ._executors import ExecutorMethods
@@ -56,6 +56,7 @@ class PyLoop(
     TaskMethods,
     ErrorHandlingMethods,
     ExecutorMethods,
+    AsyncgenMethods,
     NetworkMethods,
     SocketMethods,
     SignalMethods,
@@ -67,8 +68,7 @@ class PyLoop(
         super().__init__()
         self._init_executors()
         self._init_errors()
-        self._asyncgens = weakref.WeakSet()
-        self._asyncgens_shutdown_called = False
+        self._init_asyncgens()
         self._init_sockets()
         self._init_network()
         self._init_signals()
@@ -184,42 +184,6 @@ class PyLoop(
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
-
-    # -- asynchronous generators ---------------------------------------------------------
-
-    def _asyncgen_firstiter_hook(self, agen) -> None:
-        if self._asyncgens_shutdown_called:
-            warnings.warn(
-                f"asynchronous generator {agen!r} was scheduled after "
-                f"loop.shutdown_asyncgens() call",
-                ResourceWarning,
-                source=self,
-            )
-        self._asyncgens.add(agen)
-
-    def _asyncgen_finalizer_hook(self, agen) -> None:
-        self._asyncgens.discard(agen)
-        if not self.is_closed():
-            self.call_soon_threadsafe(self.create_task, agen.aclose())
-
-    async def shutdown_asyncgens(self) -> None:
-        """Close every asynchronous generator this loop still iterates."""
-        self._asyncgens_shutdown_called = True
-        if not len(self._asyncgens):
-            return
-        closing = list(self._asyncgens)
-        self._asyncgens.clear()
-        results = await tasks.gather(*[agen.aclose() for agen in closing], return_exceptions=True)
-        for result, agen in zip(results, closing):
-            if isinstance(result, Exception):
-                self.call_exception_handler(
-                    {
-                        "message": f"an error occurred during closing of "
-                        f"asynchronous generator {agen!r}",
-                        "exception": result,
-                        "asyncgen": agen,
-                    }
-                )
 
     # -- name resolution -----------------------------------------------------------------
 
