@@ -12,11 +12,10 @@ import asyncio
 import inspect
 import logging
 import signal
-import socket
 import sys
 import threading
 import warnings
-from asyncio import base_events, events, futures, tasks
+from asyncio import events, futures, tasks
 
 from . import _glue
 from ._asyncgens import AsyncgenMethods
@@ -24,6 +23,7 @@ from ._debug import DebugMethods
 from ._errors import ErrorHandlingMethods
 from ._executors import ExecutorMethods
 from ._network import NetworkMethods
+from ._resolver import ResolverMethods
 from ._signals import SignalMethods
 from ._sockets import SocketMethods
 from ._tasks import TaskMethods
@@ -57,6 +57,7 @@ class PyLoop(
     ErrorHandlingMethods,
     ExecutorMethods,
     AsyncgenMethods,
+    ResolverMethods,
     NetworkMethods,
     SocketMethods,
     SignalMethods,
@@ -184,73 +185,6 @@ class PyLoop(
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
-
-    # -- name resolution -----------------------------------------------------------------
-
-    def _check_resolver_usable(self) -> None:
-        # asyncio resolves in the default executor, so its lookups fail once that executor is
-        # shut down (after the closed-loop check); PyLoop keeps the contract though it uses
-        # no executor.
-        if self._executor_shutdown_called:
-            self._check_closed()
-            raise RuntimeError("Executor shutdown has been called")
-
-    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
-        """socket.getaddrinfo() on the native runtime's threads (not a Python executor)."""
-        self._check_resolver_usable()
-        if self.get_debug():
-            # Debug mode logs each lookup and its duration, as asyncio does.
-            return await self.run_in_executor(
-                None, self._getaddrinfo_debug, host, port, family, type, proto, flags
-            )
-        done = self.create_future()
-        self._resolve(
-            _encode_host(host), _encode_port(port), family, type, proto, flags, done
-        )
-        infos = await done
-        return [
-            (_int_enum(af, socket.AddressFamily), _int_enum(kind, socket.SocketKind), p, c, a)
-            for af, kind, p, c, a in infos
-        ]
-
-    _getaddrinfo_debug = base_events.BaseEventLoop._getaddrinfo_debug
-
-    async def getnameinfo(self, sockaddr, flags=0):
-        """socket.getnameinfo() on the native runtime's threads (not a Python executor).
-
-        Debug mode takes this path too: asyncio's getnameinfo logs nothing of its own (it only
-        runs socket.getnameinfo in the executor), so there is no debug output to keep.
-        """
-        self._check_resolver_usable()
-        return await self._resolve_name(sockaddr, flags)
-
-
-def _encode_host(host):
-    """The node name as socket.getaddrinfo passes it to C: IDNA-encoded, or None."""
-    if host is None or isinstance(host, bytes):
-        return host
-    if isinstance(host, str):
-        return host.encode("idna")
-    raise TypeError("getaddrinfo() argument 1 must be string or None")
-
-
-def _encode_port(port):
-    """The service as socket.getaddrinfo passes it to C."""
-    if port is None or isinstance(port, bytes):
-        return port
-    if isinstance(port, int):
-        return b"%d" % port
-    if isinstance(port, str):
-        return port.encode("utf-8")
-    raise OSError("Int or String expected")
-
-
-def _int_enum(value, enum_class):
-    try:
-        return enum_class(value)
-    except ValueError:
-        return value
-
 
 # Methods of asyncio.AbstractEventLoop that the networking, subprocess and signal work has
 # not implemented yet. Each raises NotImplementedError naming itself; coroutine methods stay
