@@ -9,7 +9,6 @@ asynchronous generators. Each method follows asyncio.BaseEventLoop's documented 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import signal
 import sys
@@ -23,6 +22,7 @@ from ._debug import DebugMethods
 from ._errors import ErrorHandlingMethods
 from ._executors import ExecutorMethods
 from ._network import NetworkMethods
+from ._not_implemented import install_stubs
 from ._resolver import ResolverMethods
 from ._signals import SignalMethods
 from ._sockets import SocketMethods
@@ -186,30 +186,5 @@ class PyLoop(
             self._default_executor = None
             executor.shutdown(wait=False)
 
-# Methods of asyncio.AbstractEventLoop that the networking, subprocess and signal work has
-# not implemented yet. Each raises NotImplementedError naming itself; coroutine methods stay
-# coroutines, so the error surfaces where asyncio's own errors would (at await).
-NOT_YET_IMPLEMENTED = (
-    "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
-    "subprocess_shell", "subprocess_exec",
-)
 
-
-def _not_implemented(name: str):
-    message = f"PyLoop.{name}() is not implemented yet (data_bridge.pyloop networking, " \
-              f"subprocess and signal support are in progress)"
-    if inspect.iscoroutinefunction(getattr(asyncio.AbstractEventLoop, name, None)):
-        async def method(self, *args, **kwargs):
-            raise NotImplementedError(message)
-    else:
-        def method(self, *args, **kwargs):
-            raise NotImplementedError(message)
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = message
-    return method
-
-
-for _name in NOT_YET_IMPLEMENTED:
-    if not any(_name in vars(base) for base in PyLoop.__mro__ if base is not asyncio.AbstractEventLoop):
-        setattr(PyLoop, _name, _not_implemented(_name))
-del _name
+install_stubs(PyLoop)
