@@ -1,9 +1,11 @@
 """data_bridge/pyloop/_loop.py — PyLoop: the asyncio event loop whose engine is native.
 
-The native base class (_pyloop.Loop) owns scheduling and the run loop. This class adds what
-asyncio code observes in detail and what is off the hot paths: run_forever's set-up and
-tear-down, run_until_complete, close, exception handling, debug mode, executors and
-asynchronous generators. Each method follows asyncio.BaseEventLoop's documented behaviour.
+The native base class (_pyloop.Loop) owns scheduling and the run loop. PyLoop adds to it one
+mixin per concept that asyncio code observes in detail and that is off the hot paths (debug
+mode, the task factory, exception handling, executors, asynchronous generators, name
+resolution, networking, sockets, signals) and holds the loop's lifecycle itself: run_forever's
+set-up and tear-down, run_until_complete, close. Each method follows asyncio.BaseEventLoop's
+documented behaviour.
 """
 
 from __future__ import annotations
@@ -123,17 +125,6 @@ class PyLoop(
             events._set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*saved_hooks)
-
-    def _route_signal_wakeups_here(self):
-        """In the main thread, point Python's signal wakeup fd at the loop's interrupt pipe
-        while it runs, so a signal (Ctrl-C, asyncio.Runner's SIGINT handler) ends a blocked
-        wait at once. Returns the previous wakeup fd to restore, or None off the main thread."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        try:
-            return signal.set_wakeup_fd(self._signal_wakeup_fd(), warn_on_full_buffer=False)
-        except (ValueError, OSError):
-            return None
 
     def run_until_complete(self, future):
         """Run until the future (or coroutine, wrapped in a Task) is done; return its result."""
