@@ -1,31 +1,34 @@
 """data_bridge/pyloop/_loop.py — PyLoop: the asyncio event loop whose engine is native.
 
-The native base class (_pyloop.Loop) owns scheduling and the run loop. This class adds what
-asyncio code observes in detail and what is off the hot paths: run_forever's set-up and
-tear-down, run_until_complete, close, exception handling, debug mode, executors and
-asynchronous generators. Each method follows asyncio.BaseEventLoop's documented behaviour.
+The native base class (_pyloop.Loop) owns scheduling and the run loop. PyLoop adds to it one
+mixin per concept that asyncio code observes in detail and that is off the hot paths (debug
+mode, the task factory, exception handling, executors, asynchronous generators, name
+resolution, networking, sockets, signals) and holds the loop's lifecycle itself: run_forever's
+set-up and tear-down, run_until_complete, close. Each method follows asyncio.BaseEventLoop's
+documented behaviour.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import inspect
 import logging
-import os
 import signal
-import socket
 import sys
 import threading
-import traceback
 import warnings
-import weakref
-from asyncio import base_events, events, futures, tasks
+from asyncio import events, futures, tasks
 
 from . import _glue
+from ._asyncgens import AsyncgenMethods
+from ._debug import DebugMethods
+from ._errors import ErrorHandlingMethods
+from ._executors import ExecutorMethods
 from ._network import NetworkMethods
+from ._not_implemented import install_stubs
+from ._resolver import ResolverMethods
 from ._signals import SignalMethods
 from ._sockets import SocketMethods
+from ._tasks import TaskMethods
 from ._pyloop import Loop as _NativeLoop
 from ._pyloop import _install_glue
 
@@ -38,16 +41,6 @@ _install_glue(
 # asyncio's logger: handlers and filters users set on it see PyLoop's messages too.
 logger = logging.getLogger("asyncio")
 
-# Frames kept for coroutine origins in debug mode (asyncio.constants.DEBUG_STACK_DEPTH).
-_DEBUG_STACK_DEPTH = 10
-
-
-def _debug_mode_from_environment() -> bool:
-    """Debug mode as asyncio derives it: -X dev, or PYTHONASYNCIODEBUG unless -E."""
-    return sys.flags.dev_mode or (
-        not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
-    )
-
 
 def _stop_loop_when_done(fut) -> None:
     """Done-callback of run_until_complete: stop the future's loop."""
@@ -59,33 +52,32 @@ def _stop_loop_when_done(fut) -> None:
     futures._get_loop(fut).stop()
 
 
-def _describe_handle(handle) -> str:
-    """A slow callback names its task when it is a task step, else the handle."""
-    owner = getattr(handle._callback, "__self__", None)
-    if isinstance(owner, tasks.Task):
-        return repr(owner)
-    return str(handle)
-
-
-class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.AbstractEventLoop):
+class PyLoop(
+    _NativeLoop,  # first: its slots and hot-path methods come before any mixin's
+    DebugMethods,
+    TaskMethods,
+    ErrorHandlingMethods,
+    ExecutorMethods,
+    AsyncgenMethods,
+    ResolverMethods,
+    NetworkMethods,
+    SocketMethods,
+    SignalMethods,
+    asyncio.AbstractEventLoop,  # last: the mixins' methods override its abstract ones
+):
     """An asyncio event loop running on the data_bridge.pyloop C++ engine."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._default_executor = None
-        self._executor_shutdown_called = False
-        self._exception_handler = None
-        self._current_handle = None
-        self._asyncgens = weakref.WeakSet()
-        self._asyncgens_shutdown_called = False
-        self._coroutine_origin_tracking_enabled = False
-        self._coroutine_origin_tracking_saved_depth = None
-        # In debug mode a callback running longer than this (seconds) is logged.
-        self.slow_callback_duration = 0.1
+        self._init_executors()
+        self._init_errors()
+        self._init_asyncgens()
         self._init_sockets()
         self._init_network()
         self._init_signals()
-        self.set_debug(_debug_mode_from_environment())
+        # Debug mode last: its set_debug() call, which a subclass may override, then
+        # sees a loop whose other attributes all exist.
+        self._init_debug()
 
     def __repr__(self) -> str:
         return (
@@ -133,17 +125,6 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.
             events._set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*saved_hooks)
-
-    def _route_signal_wakeups_here(self):
-        """In the main thread, point Python's signal wakeup fd at the loop's interrupt pipe
-        while it runs, so a signal (Ctrl-C, asyncio.Runner's SIGINT handler) ends a blocked
-        wait at once. Returns the previous wakeup fd to restore, or None off the main thread."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        try:
-            return signal.set_wakeup_fd(self._signal_wakeup_fd(), warn_on_full_buffer=False)
-        except (ValueError, OSError):
-            return None
 
     def run_until_complete(self, future):
         """Run until the future (or coroutine, wrapped in a Task) is done; return its result."""
@@ -196,351 +177,5 @@ class PyLoop(_NativeLoop, NetworkMethods, SocketMethods, SignalMethods, asyncio.
             self._default_executor = None
             executor.shutdown(wait=False)
 
-    # -- debug mode ----------------------------------------------------------------------
 
-    def set_debug(self, enabled: bool) -> None:
-        self._debug = enabled
-        if self.is_running():
-            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
-
-    def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
-        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
-            return
-        if enabled:
-            self._coroutine_origin_tracking_saved_depth = sys.get_coroutine_origin_tracking_depth()
-            sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH)
-        else:
-            sys.set_coroutine_origin_tracking_depth(self._coroutine_origin_tracking_saved_depth)
-        self._coroutine_origin_tracking_enabled = enabled
-
-    def _check_thread(self) -> None:
-        """Debug mode: refuse non-thread-safe calls from a thread other than the loop's."""
-        thread_id = self._thread_id
-        if thread_id is None:
-            return
-        if threading.get_ident() != thread_id:
-            raise RuntimeError(
-                "Non-thread-safe operation invoked on an event loop other than the current one"
-            )
-
-    def _check_callback(self, callback, method: str) -> None:
-        """Debug mode: refuse coroutines and non-callables at scheduling time."""
-        if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
-            raise TypeError(f"coroutines cannot be used with {method}()")
-        if not callable(callback):
-            raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
-
-    def _run_handle_debug(self, handle) -> None:
-        """Debug mode runs each callback through here: timed, and named while it runs."""
-        self._current_handle = handle
-        try:
-            started = self.time()
-            handle._run()
-            elapsed = self.time() - started
-            if elapsed >= self.slow_callback_duration:
-                self._log_slow_callback(_describe_handle(handle), elapsed)
-        finally:
-            self._current_handle = None
-
-    def _log_slow_callback(self, what, elapsed: float) -> None:
-        """Debug mode: a callback (a handle, or a transport's native read callback, which
-        checks the duration itself) ran for slow_callback_duration or longer."""
-        logger.warning("Executing %s took %.3f seconds", what, elapsed)
-
-    # -- tasks ---------------------------------------------------------------------------
-
-    def set_task_factory(self, factory) -> None:
-        if factory is not None and not callable(factory):
-            raise TypeError("task factory must be a callable or None")
-        self._task_factory = factory
-
-    def get_task_factory(self):
-        return self._task_factory
-
-    def _create_task_with_factory(self, coro, name, context):
-        """create_task() when set_task_factory() is in effect (the native path calls this)."""
-        factory = self._task_factory
-        if context is None:
-            task = factory(self, coro)
-        else:
-            task = factory(self, coro, context=context)
-        if name is not None:
-            try:
-                set_name = task.set_name
-            except AttributeError:
-                warnings.warn(
-                    "Task.set_name() was added in Python 3.8, the method support "
-                    "will be mandatory for third-party task implementations since 3.13.",
-                    DeprecationWarning,
-                    stacklevel=3,
-                )
-            else:
-                set_name(name)
-        return task
-
-    # -- exception handling --------------------------------------------------------------
-
-    def get_exception_handler(self):
-        return self._exception_handler
-
-    def set_exception_handler(self, handler) -> None:
-        if handler is not None and not callable(handler):
-            raise TypeError(f"A callable object or None is expected, got {handler!r}")
-        self._exception_handler = handler
-
-    def default_exception_handler(self, context) -> None:
-        """Log the context's message and details on the 'asyncio' logger."""
-        message = context.get("message") or "Unhandled exception in event loop"
-        exception = context.get("exception")
-        exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else False
-        current = self._current_handle
-        if "source_traceback" not in context and current is not None and current._source_traceback:
-            context["handle_traceback"] = current._source_traceback
-        lines = [message]
-        for key in sorted(context):
-            if key in ("message", "exception"):
-                continue
-            value = context[key]
-            if key == "source_traceback":
-                value = "Object created at (most recent call last):\n" + "".join(
-                    traceback.format_list(value)
-                ).rstrip()
-            elif key == "handle_traceback":
-                value = "Handle created at (most recent call last):\n" + "".join(
-                    traceback.format_list(value)
-                ).rstrip()
-            else:
-                value = repr(value)
-            lines.append(f"{key}: {value}")
-        logger.error("\n".join(lines), exc_info=exc_info)
-
-    def call_exception_handler(self, context) -> None:
-        """Pass context to the handler set by set_exception_handler(), else log it. Errors
-        in the handler are logged; SystemExit and KeyboardInterrupt propagate."""
-        handler = self._exception_handler
-        if handler is None:
-            try:
-                self.default_exception_handler(context)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                logger.error("Exception in default exception handler", exc_info=True)
-            return
-        try:
-            handler(self, context)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            try:
-                self.default_exception_handler(
-                    {
-                        "message": "Unhandled error in exception handler",
-                        "exception": exc,
-                        "context": context,
-                    }
-                )
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException:
-                logger.error(
-                    "Exception in default exception handler while handling an "
-                    "unexpected error in custom exception handler",
-                    exc_info=True,
-                )
-
-    # -- executors -----------------------------------------------------------------------
-
-    def run_in_executor(self, executor, func, *args):
-        self._check_closed()
-        if self.get_debug():
-            self._check_callback(func, "run_in_executor")
-        if executor is None:
-            if self._executor_shutdown_called:
-                raise RuntimeError("Executor shutdown has been called")
-            executor = self._default_executor
-            if executor is None:
-                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
-                self._default_executor = executor
-        return futures.wrap_future(executor.submit(func, *args), loop=self)
-
-    def set_default_executor(self, executor) -> None:
-        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError("executor must be ThreadPoolExecutor instance")
-        self._default_executor = executor
-
-    async def shutdown_default_executor(self, timeout=None) -> None:
-        """Join the default executor's threads from a helper thread, so the loop keeps
-        running meanwhile; with a timeout (3.12 API) stop waiting after it and warn."""
-        self._executor_shutdown_called = True
-        executor = self._default_executor
-        if executor is None:
-            return
-        done = self.create_future()
-
-        def join_executor() -> None:
-            try:
-                executor.shutdown(wait=True)
-                if not self.is_closed():
-                    self.call_soon_threadsafe(_set_result_unless_done, done, None)
-            except Exception as exc:  # reported to the awaiting coroutine
-                if not self.is_closed():
-                    self.call_soon_threadsafe(_set_exception_unless_done, done, exc)
-
-        thread = threading.Thread(target=join_executor, name="pyloop-executor-shutdown")
-        thread.start()
-        try:
-            if timeout is None:
-                await done
-            else:
-                await asyncio.wait_for(asyncio.shield(done), timeout)
-        except asyncio.TimeoutError:
-            warnings.warn(
-                "The executor did not finishing joining its threads within "
-                f"{timeout} seconds.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            executor.shutdown(wait=False)
-        else:
-            thread.join()
-
-    # -- asynchronous generators ---------------------------------------------------------
-
-    def _asyncgen_firstiter_hook(self, agen) -> None:
-        if self._asyncgens_shutdown_called:
-            warnings.warn(
-                f"asynchronous generator {agen!r} was scheduled after "
-                f"loop.shutdown_asyncgens() call",
-                ResourceWarning,
-                source=self,
-            )
-        self._asyncgens.add(agen)
-
-    def _asyncgen_finalizer_hook(self, agen) -> None:
-        self._asyncgens.discard(agen)
-        if not self.is_closed():
-            self.call_soon_threadsafe(self.create_task, agen.aclose())
-
-    async def shutdown_asyncgens(self) -> None:
-        """Close every asynchronous generator this loop still iterates."""
-        self._asyncgens_shutdown_called = True
-        if not len(self._asyncgens):
-            return
-        closing = list(self._asyncgens)
-        self._asyncgens.clear()
-        results = await tasks.gather(*[agen.aclose() for agen in closing], return_exceptions=True)
-        for result, agen in zip(results, closing):
-            if isinstance(result, Exception):
-                self.call_exception_handler(
-                    {
-                        "message": f"an error occurred during closing of "
-                        f"asynchronous generator {agen!r}",
-                        "exception": result,
-                        "asyncgen": agen,
-                    }
-                )
-
-    # -- name resolution -----------------------------------------------------------------
-
-    def _check_resolver_usable(self) -> None:
-        # asyncio resolves in the default executor, so its lookups fail once that executor is
-        # shut down (after the closed-loop check); PyLoop keeps the contract though it uses
-        # no executor.
-        if self._executor_shutdown_called:
-            self._check_closed()
-            raise RuntimeError("Executor shutdown has been called")
-
-    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
-        """socket.getaddrinfo() on the native runtime's threads (not a Python executor)."""
-        self._check_resolver_usable()
-        if self.get_debug():
-            # Debug mode logs each lookup and its duration, as asyncio does.
-            return await self.run_in_executor(
-                None, self._getaddrinfo_debug, host, port, family, type, proto, flags
-            )
-        done = self.create_future()
-        self._resolve(
-            _encode_host(host), _encode_port(port), family, type, proto, flags, done
-        )
-        infos = await done
-        return [
-            (_int_enum(af, socket.AddressFamily), _int_enum(kind, socket.SocketKind), p, c, a)
-            for af, kind, p, c, a in infos
-        ]
-
-    _getaddrinfo_debug = base_events.BaseEventLoop._getaddrinfo_debug
-
-    async def getnameinfo(self, sockaddr, flags=0):
-        """socket.getnameinfo() on the native runtime's threads (not a Python executor).
-
-        Debug mode takes this path too: asyncio's getnameinfo logs nothing of its own (it only
-        runs socket.getnameinfo in the executor), so there is no debug output to keep.
-        """
-        self._check_resolver_usable()
-        return await self._resolve_name(sockaddr, flags)
-
-
-def _encode_host(host):
-    """The node name as socket.getaddrinfo passes it to C: IDNA-encoded, or None."""
-    if host is None or isinstance(host, bytes):
-        return host
-    if isinstance(host, str):
-        return host.encode("idna")
-    raise TypeError("getaddrinfo() argument 1 must be string or None")
-
-
-def _encode_port(port):
-    """The service as socket.getaddrinfo passes it to C."""
-    if port is None or isinstance(port, bytes):
-        return port
-    if isinstance(port, int):
-        return b"%d" % port
-    if isinstance(port, str):
-        return port.encode("utf-8")
-    raise OSError("Int or String expected")
-
-
-def _int_enum(value, enum_class):
-    try:
-        return enum_class(value)
-    except ValueError:
-        return value
-
-
-def _set_result_unless_done(fut, result) -> None:
-    if not fut.done():
-        fut.set_result(result)
-
-
-def _set_exception_unless_done(fut, exc) -> None:
-    if not fut.done():
-        fut.set_exception(exc)
-
-
-# Methods of asyncio.AbstractEventLoop that the networking, subprocess and signal work has
-# not implemented yet. Each raises NotImplementedError naming itself; coroutine methods stay
-# coroutines, so the error surfaces where asyncio's own errors would (at await).
-NOT_YET_IMPLEMENTED = (
-    "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
-    "subprocess_shell", "subprocess_exec",
-)
-
-
-def _not_implemented(name: str):
-    message = f"PyLoop.{name}() is not implemented yet (data_bridge.pyloop networking, " \
-              f"subprocess and signal support are in progress)"
-    if inspect.iscoroutinefunction(getattr(asyncio.AbstractEventLoop, name, None)):
-        async def method(self, *args, **kwargs):
-            raise NotImplementedError(message)
-    else:
-        def method(self, *args, **kwargs):
-            raise NotImplementedError(message)
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = message
-    return method
-
-
-for _name in NOT_YET_IMPLEMENTED:
-    if not any(_name in vars(base) for base in PyLoop.__mro__ if base is not asyncio.AbstractEventLoop):
-        setattr(PyLoop, _name, _not_implemented(_name))
-del _name
+install_stubs(PyLoop)

@@ -4,6 +4,8 @@ Python's C-level signal handler writes each signal's number to the wakeup fd; Py
 the wakeup fd at its interrupt pipe, the native loop reads the numbers in phase 4 of an
 iteration and calls _handle_signal, which queues the registered handle. While handlers are
 installed the pipe is polled every iteration, so a busy loop sees signals at once.
+run_forever points the wakeup fd at the pipe too, in the main thread, so that a signal
+ends a blocked wait at once even when no handler is installed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import signal
+import threading
 
 from asyncio import coroutines
 
@@ -79,6 +82,17 @@ class SignalMethods:
             if not self.is_closed():
                 self._watch_signals(False)
         return True
+
+    def _route_signal_wakeups_here(self):
+        """In the main thread, point Python's signal wakeup fd at the loop's interrupt pipe
+        while it runs, so a signal (Ctrl-C, asyncio.Runner's SIGINT handler) ends a blocked
+        wait at once. Returns the previous wakeup fd to restore, or None off the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        try:
+            return signal.set_wakeup_fd(self._signal_wakeup_fd(), warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            return None
 
     def _release_wakeup_fd(self) -> None:
         try:
