@@ -1,4 +1,4 @@
-// tests/cpp/stream_writer_test.cpp — coalescing, the write pattern, partial sends, water marks, failure.
+// tests/cpp/stream_writer_test.cpp — coalescing, write pattern, partial sends, water marks, failures.
 #include "pyloop/stream_writer.hpp"
 
 #include <gtest/gtest.h>
