@@ -51,9 +51,10 @@ class StreamReader : public ::testing::Test {
     return turns;
   }
 
-  loop_driver loop;
-  socket_pair sp;
-  fake_owner owner;
+  loop_driver loop;  // the loop under test
+  socket_pair sp;    // fds[0] is the transport's descriptor, fds[1] its peer
+  fake_owner owner;  // the transport: records events and counts references
+  // The reader under test (reset by tests that destroy it early).
   std::unique_ptr<stream_reader> reader = std::make_unique<stream_reader>(
       loop, sp.fds[0], descriptor_kind::socket, fake_reader_events, &owner);
 };

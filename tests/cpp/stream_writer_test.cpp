@@ -1,4 +1,4 @@
-// tests/cpp/stream_writer_test.cpp — coalescing, write pattern, partial sends, water marks, failures.
+// tests/cpp/stream_writer_test.cpp — coalescing, write pattern, partial sends, water marks, errors.
 #include "pyloop/stream_writer.hpp"
 
 #include <gtest/gtest.h>
@@ -86,10 +86,11 @@ class StreamWriter : public ::testing::Test {
     return !owner.events.empty() && owner.events.back() == "drained";
   }
 
-  loop_driver loop;
-  socket_pair sp;
-  fake_owner owner;
+  loop_driver loop;  // the loop under test, flushing writers at the end of each turn
+  socket_pair sp;    // fds[0] is the transport's descriptor, fds[1] its peer
+  fake_owner owner;  // the transport: records events and counts references
   bool check_references_at_end = true;  // TearDown's reference check applies
+  // The writer under test (reset by tests that destroy it early).
   std::unique_ptr<stream_writer> writer = std::make_unique<stream_writer>(
       loop, sp.fds[0], descriptor_kind::socket, fake_writer_events, &owner);
 };
@@ -642,9 +643,9 @@ TEST_F(StreamWriter, WriteOnAClosedLoopThatTheKernelTakesIsSent) {
 class PipeStreamWriter : public ::testing::Test {
  protected:
   void SetUp() override { flush_writers_at_end_of_turn(loop); }
-  loop_driver loop;
-  pipe_pair pp;
-  fake_owner owner;
+  loop_driver loop;  // the loop under test
+  pipe_pair pp;      // fds[1] is the transport's descriptor, fds[0] its reader
+  fake_owner owner;  // the transport: records events and counts references
 };
 
 std::string read_pipe(int fd) {

@@ -113,13 +113,13 @@ inline run_status run_turn(loop_driver& loop) {
 // Records every event. `refs` counts owner references taken and not yet released, `kept`
 // chunk references likewise: both must be back to zero once a writer or reader is done.
 struct fake_owner {
-  int refs = 0;
-  int kept = 0;
-  std::vector<std::string> events;  // names in order: "high", "low", "drained", "failed:EPIPE"...
+  int refs = 0;                     // owner references held by the writer, reader or loop
+  int kept = 0;                     // chunk references held (the `keep` of write())
+  std::vector<std::string> events;  // in order: "high", "low", "drained", "failed:<strerror>"
   std::string received;             // data_received / buffer_updated bytes
   const char* last_data = nullptr;  // where data_received's latest bytes were
-  int eofs = 0;
-  int failed_error = 0;
+  int eofs = 0;                     // eof_received() calls
+  int failed_error = 0;             // errno of the latest write_failed/read_failed
   bool fail_next = false;           // the next event returns false (an unhandled error)
   int callback_failures = 0;        // callback_failed() calls
   callback_status failure_status = callback_status::done;  // what callback_failed() asks
@@ -128,7 +128,7 @@ struct fake_owner {
   char lent[8] = {};                // the BufferedProtocol's buffer (small on purpose)
   bool lend_nothing = false;        // get_buffer leaves the span empty (a handled failure)
   int lent_buffers = 0;             // get_buffer calls that lent `lent`
-  int released_buffers = 0;
+  int released_buffers = 0;         // release_buffer() calls
 
   static fake_owner& of(void* o) { return *static_cast<fake_owner*>(o); }
   bool answer() {
