@@ -8,9 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pyloop/loop_driver.hpp"
@@ -40,6 +42,23 @@ struct socket_pair {
     while ((n = ::read(fds[1], buffer, sizeof buffer)) > 0) got.append(buffer, n);
     return got;
   }
+  // The smallest buffers the kernel allows, so that a few KiB fill the connection.
+  void shrink_buffers() {
+    const int small = 4096;
+    for (int fd : fds) {
+      EXPECT_EQ(::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+      EXPECT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    }
+  }
+  // Sends from fds[0] until the kernel takes no more; returns the bytes it took.
+  std::size_t fill() {
+    std::size_t total = 0;
+    const std::string block(4096, '#');
+    ssize_t n;
+    while ((n = ::send(fds[0], block.data(), block.size(), MSG_NOSIGNAL)) > 0) total += n;
+    EXPECT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK);
+    return total;
+  }
 };
 
 // A non-blocking pipe: fds[0] reads, fds[1] writes.
@@ -64,21 +83,52 @@ inline void flush_writers_at_end_of_turn(loop_driver& loop) {
   loop.set_hooks(hooks);
 }
 
+// A callback that runs a function in the loop's callback phase (phase 6), as a transport's
+// protocol callback would.
+struct function_callback {
+  static callback make(std::function<void()> fn) {
+    return callback{&ops, new std::function<void()>(std::move(fn))};
+  }
+  static callback_status invoke(void* p) noexcept {
+    auto* fn = static_cast<std::function<void()>*>(p);
+    (*fn)();
+    delete fn;
+    return callback_status::done;
+  }
+  static void discard(void* p) noexcept { delete static_cast<std::function<void()>*>(p); }
+  static constexpr callback_ops ops{invoke, discard, nullptr, nullptr, nullptr};
+};
+
+// Runs one loop iteration whose callback phase runs fn.
+inline run_status run_turn(loop_driver& loop, std::function<void()> fn) {
+  loop.call_soon(function_callback::make(std::move(fn)));
+  return loop.run_once();
+}
+
+// Runs one iteration that never blocks: a no-op callback makes the wait a poll.
+inline run_status run_turn(loop_driver& loop) {
+  return run_turn(loop, [] {});
+}
+
 // Records every event. `refs` counts owner references taken and not yet released, `kept`
 // chunk references likewise: both must be back to zero once a writer or reader is done.
 struct fake_owner {
-  int refs = 0;
-  int kept = 0;
-  std::vector<std::string> events;  // names in order: "high", "low", "drained", "failed:EPIPE"...
+  int refs = 0;                     // owner references held by the writer, reader or loop
+  int kept = 0;                     // chunk references held (the `keep` of write())
+  std::vector<std::string> events;  // in order: "high", "low", "drained", "failed:<strerror>"
   std::string received;             // data_received / buffer_updated bytes
-  int eofs = 0;
-  int failed_error = 0;
+  const char* last_data = nullptr;  // where data_received's latest bytes were
+  int eofs = 0;                     // eof_received() calls
+  int failed_error = 0;             // errno of the latest write_failed/read_failed
   bool fail_next = false;           // the next event returns false (an unhandled error)
   int callback_failures = 0;        // callback_failed() calls
+  callback_status failure_status = callback_status::done;  // what callback_failed() asks
   std::function<void()> on_drained;  // extra action when drained
+  std::function<void(const std::string&)> on_event;  // extra action after any event
   char lent[8] = {};                // the BufferedProtocol's buffer (small on purpose)
   bool lend_nothing = false;        // get_buffer leaves the span empty (a handled failure)
-  int released_buffers = 0;
+  int lent_buffers = 0;             // get_buffer calls that lent `lent`
+  int released_buffers = 0;         // release_buffer() calls
 
   static fake_owner& of(void* o) { return *static_cast<fake_owner*>(o); }
   bool answer() {
@@ -86,12 +136,18 @@ struct fake_owner {
     fail_next = false;
     return false;
   }
+  // Records an event and answers for it.
+  bool note(std::string name) {
+    events.push_back(name);
+    if (on_event) on_event(name);
+    return answer();
+  }
 
   static void retain(void* o) noexcept { ++of(o).refs; }
   static void release(void* o) noexcept { --of(o).refs; }
   static callback_status callback_failed(void* o) noexcept {
     ++of(o).callback_failures;
-    return callback_status::done;
+    return of(o).failure_status;
   }
 
   // stream_writer_events
@@ -99,48 +155,43 @@ struct fake_owner {
   static void release_chunk(void* k) noexcept { --*static_cast<int*>(k); }
   static bool write_failed(void* o, int error) noexcept {
     of(o).failed_error = error;
-    of(o).events.push_back("failed:" + std::string(std::strerror(error)));
-    return of(o).answer();
+    return of(o).note("failed:" + std::string(std::strerror(error)));
   }
-  static bool above_high_water(void* o) noexcept {
-    of(o).events.push_back("high");
-    return of(o).answer();
-  }
-  static bool at_low_water(void* o) noexcept {
-    of(o).events.push_back("low");
-    return of(o).answer();
-  }
+  static bool above_high_water(void* o) noexcept { return of(o).note("high"); }
+  static bool at_low_water(void* o) noexcept { return of(o).note("low"); }
   static bool drained(void* o) noexcept {
-    of(o).events.push_back("drained");
     if (of(o).on_drained) of(o).on_drained();
-    return of(o).answer();
+    return of(o).note("drained");
   }
 
   // stream_reader_events
   static bool data_received(void* o, const char* data, std::size_t size) noexcept {
     of(o).received.append(data, size);
-    of(o).events.push_back("data");
-    return of(o).answer();
+    of(o).last_data = data;
+    return of(o).note("data");
   }
+  // A get_buffer that fails (returns false) lends nothing, as a BufferedProtocol whose
+  // get_buffer raised has no buffer to offer.
   static bool get_buffer(void* o, lent_buffer& out) noexcept {
-    if (!of(o).lend_nothing) out = lent_buffer{of(o).lent, sizeof of(o).lent};
-    return of(o).answer();
+    if (!of(o).answer()) return false;
+    if (!of(o).lend_nothing) {
+      out = lent_buffer{of(o).lent, sizeof of(o).lent};
+      ++of(o).lent_buffers;
+    }
+    return true;
   }
   static void release_buffer(void* o) noexcept { ++of(o).released_buffers; }
   static bool buffer_updated(void* o, std::size_t size) noexcept {
     of(o).received.append(of(o).lent, size);
-    of(o).events.push_back("updated");
-    return of(o).answer();
+    return of(o).note("updated");
   }
   static bool eof_received(void* o) noexcept {
     ++of(o).eofs;
-    of(o).events.push_back("eof");
-    return of(o).answer();
+    return of(o).note("eof");
   }
   static bool read_failed(void* o, int error) noexcept {
     of(o).failed_error = error;
-    of(o).events.push_back("failed:" + std::string(std::strerror(error)));
-    return of(o).answer();
+    return of(o).note("failed:" + std::string(std::strerror(error)));
   }
   static bool enter(void*) noexcept { return true; }
   static bool leave(void*) noexcept { return true; }
