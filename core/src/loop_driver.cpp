@@ -55,13 +55,26 @@ void loop_driver::schedule_flush(stream_writer* writer) {
 }
 
 void loop_driver::forget_flush(stream_writer* writer) noexcept {
+  writer->in_flush_list_ = false;
+  bool found = false;
   for (auto it = flush_list_.begin(); it != flush_list_.end(); ++it) {
     if (*it == writer) {
       flush_list_.erase(it);
-      writer->in_flush_list_ = false;
-      return;
+      found = true;
+      break;
     }
   }
+  // Not listed for the next flush: it may be waiting in a list being sent right now.
+  for (flush_in_progress* f = flushing_; f != nullptr && !found; f = f->outer) {
+    for (stream_writer*& slot : *f->due) {
+      if (slot == writer) {
+        slot = nullptr;
+        found = true;
+        break;
+      }
+    }
+  }
+  if (found) writer->events_.release(writer->owner_);  // the list's reference
 }
 
 void loop_driver::release_flush_list() noexcept {

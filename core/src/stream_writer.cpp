@@ -187,6 +187,11 @@ stream_writer::send_result stream_writer::send_queued() noexcept {
     if (head_ == chunks_.size()) {
       chunks_.clear();
       head_ = 0;
+    } else if (head_ >= 64 && head_ * 2 >= chunks_.size()) {
+      // A queue that never empties (steady back-pressure) must not keep an entry for every
+      // chunk it ever sent: drop the sent prefix once it is half the vector (amortized O(1)).
+      chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
     }
   }
   return send_result::drained;

@@ -28,6 +28,7 @@
 #include <optional>
 #include <system_error>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <asio/io_context.hpp>
@@ -150,7 +151,9 @@ class loop_driver {
   // iteration) once the rest are flushed. Writes made meanwhile are listed for next time.
   template <class OnFailure>
   bool flush_writers(OnFailure&& on_failure);
-  void forget_flush(stream_writer* writer) noexcept;  // a listed writer going away
+  // A listed writer going away (also while flush_writers() is sending the list): takes it
+  // off and releases the owner reference the list held.
+  void forget_flush(stream_writer* writer) noexcept;
   bool flush_pending() const noexcept { return !flush_list_.empty(); }
   std::uint64_t sends() const noexcept { return sends_; }  // send calls of writers (tests)
   void count_send() noexcept { ++sends_; }
@@ -211,6 +214,13 @@ class loop_driver {
   std::uint64_t sends_ = 0;               // writers' send calls
   std::vector<stream_writer*> flush_list_;   // writers to flush at the end of the turn
   std::vector<stream_writer*> spare_list_;   // the previous flush list, kept for its capacity
+  // The lists flush_writers() calls are sending, innermost first: forget_flush() clears a
+  // destroyed writer's slot there, so the flush skips it.
+  struct flush_in_progress {
+    std::vector<stream_writer*>* due;  // the detached list being sent
+    flush_in_progress* outer;          // the call this one is nested in, or null
+  };
+  flush_in_progress* flushing_ = nullptr;
   std::unique_ptr<char[]> receive_buffer_;   // see receive_buffer()
   ready_queue ready_;                     // callbacks for the next iteration
   timer_heap timers_;                     // callbacks waiting for a deadline
@@ -231,8 +241,18 @@ bool loop_driver::flush_writers(OnFailure&& on_failure) {
   std::vector<stream_writer*> due;
   due.swap(flush_list_);
   flush_list_.swap(spare_list_);
+  flush_in_progress frame{&due, flushing_};
+  flushing_ = &frame;
+  struct pop_frame {
+    flush_in_progress*& top;
+    flush_in_progress* outer;
+    ~pop_frame() { top = outer; }
+  } pop{flushing_, frame.outer};
   bool keep_going = true;
-  for (stream_writer* w : due) {
+  // By index, each slot cleared as it is taken: an event may destroy a writer further on.
+  for (std::size_t i = 0; i < due.size(); ++i) {
+    stream_writer* w = std::exchange(due[i], nullptr);
+    if (w == nullptr) continue;  // destroyed meanwhile: forget_flush() released it
     w->in_flush_list_ = false;
     const stream_writer_events& events = w->events_;
     void* owner = w->owner_;
