@@ -321,3 +321,61 @@ TEST(SocketIo, PipeReadInterruptedBySignalIsRetried) {
 
 }  // namespace
 }  // namespace pyloop
+
+namespace pyloop {
+namespace {
+
+TEST(SocketIoWriteUntilBlocked, SendsEverythingTheKernelTakesAndAdvancesSent) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  const std::string data(1000, 'x');
+  std::size_t sent = 0;
+  io_result last = write_until_blocked(descriptor_kind::socket, fds[0], data.data(), data.size(), sent);
+  EXPECT_TRUE(last.ok());
+  EXPECT_EQ(sent, data.size());
+  char back[2000];
+  EXPECT_EQ(::read(fds[1], back, sizeof back), 1000);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST(SocketIoWriteUntilBlocked, StopsAtAFullSocketWithWouldBlockAndResumesFromSent) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  const int small = 4096;
+  ::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  const std::string data(1 << 20, 'y');
+  std::size_t sent = 0;
+  io_result last = write_until_blocked(descriptor_kind::socket, fds[0], data.data(), data.size(), sent);
+  EXPECT_TRUE(last.would_block());
+  ASSERT_GT(sent, 0u);
+  ASSERT_LT(sent, data.size());
+  std::size_t received = 0;
+  char sink[65536];
+  while (sent < data.size()) {  // drain the peer, then send the rest from where it stopped
+    ssize_t n;
+    while ((n = ::read(fds[1], sink, sizeof sink)) > 0) received += static_cast<std::size_t>(n);
+    last = write_until_blocked(descriptor_kind::socket, fds[0], data.data(), data.size(), sent);
+    ASSERT_TRUE(last.ok() || last.would_block());
+  }
+  ssize_t n;
+  while ((n = ::read(fds[1], sink, sizeof sink)) > 0) received += static_cast<std::size_t>(n);
+  EXPECT_EQ(received, data.size());
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST(SocketIoWriteUntilBlocked, EmptyDataStillMakesOneCallAndReportsABrokenPeer) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+  ::close(fds[1]);
+  std::size_t sent = 0;
+  io_result last = write_until_blocked(descriptor_kind::socket, fds[0], "", 0, sent);
+  EXPECT_FALSE(last.ok());
+  EXPECT_EQ(last.error, EPIPE);
+  EXPECT_EQ(sent, 0u);
+  ::close(fds[0]);
+}
+
+}  // namespace
+}  // namespace pyloop

@@ -88,8 +88,9 @@ class stream_writer {
 
   // Sends what is queued now; the rest waits for writability.
   write_outcome flush();
-  // Drops the queue and the watch (abort, fatal errors). With send_first, one attempt is made
-  // to hand the queue to the kernel first, as asyncio would have sent it inside write().
+  // Drops the queue and the watch (abort, fatal errors). With send_first and no writability
+  // wait in progress, one attempt is made to hand the queue to the kernel first, as asyncio
+  // would have sent it inside write() (a queue waiting for writability could not be sent).
   void discard(bool send_first) noexcept;
 
   std::size_t size() const noexcept { return size_; }  // bytes not yet taken by the kernel
