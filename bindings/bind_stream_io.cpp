@@ -17,6 +17,29 @@
 
 namespace pyloop::bindings {
 
+PyObject* write_result(stream_io_object* io, write_outcome outcome) noexcept {
+  switch (outcome) {
+    case write_outcome::ok:
+      Py_RETURN_NONE;
+    case write_outcome::owner_failed:
+      return nullptr;  // the transport's error is pending
+    case write_outcome::loop_closed:
+      return set_loop_closed();
+    case write_outcome::watch_failed:
+      return set_os_error(io->writer.last_error());
+  }
+  return nullptr;
+}
+
+callback_status io_callback_failed(void* owner) noexcept {
+  stream_io_object* io = as_stream_io(owner);
+  return report_callback_error(io->transport.is_valid() ? io->transport.ptr()
+                                                        : reinterpret_cast<PyObject*>(io));
+}
+
+void retain_io(void* owner) noexcept { nb::handle(static_cast<PyObject*>(owner)).inc_ref(); }
+void release_io(void* owner) noexcept { nb::handle(static_cast<PyObject*>(owner)).dec_ref(); }
+
 bool call_transport(stream_io_object* io, PyObject* name, PyObject* arg) noexcept {
   if (!io->transport.is_valid()) return true;  // detached: the transport is gone
   nb::object transport = io->transport;       // alive across the call, whatever it does
@@ -147,15 +170,6 @@ bool on_leave(void* owner) noexcept {
   return ok;
 }
 
-callback_status on_callback_failed(void* owner) noexcept {
-  stream_io_object* io = owner_io(owner);
-  return report_callback_error(io->transport.is_valid() ? io->transport.ptr()
-                                                        : reinterpret_cast<PyObject*>(io));
-}
-
-void retain_io(void* owner) noexcept { nb::handle(static_cast<PyObject*>(owner)).inc_ref(); }
-void release_io(void* owner) noexcept { nb::handle(static_cast<PyObject*>(owner)).dec_ref(); }
-
 // -- the StreamIO type -------------------------------------------------------------------
 
 PyObject* stream_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
@@ -255,31 +269,16 @@ PyObject* stream_io_stop_reading(PyObject* self, PyObject*) {
   Py_RETURN_NONE;
 }
 
-// What a writer call's outcome means to Python: None, or the exception it left or implies.
-PyObject* finish(stream_io_object* io, write_outcome outcome) {
-  switch (outcome) {
-    case write_outcome::ok:
-      Py_RETURN_NONE;
-    case write_outcome::owner_failed:
-      return nullptr;  // the transport's error is pending
-    case write_outcome::loop_closed:
-      return set_loop_closed();
-    case write_outcome::watch_failed:
-      return set_os_error(io->writer.last_error());
-  }
-  return nullptr;
-}
-
 PyObject* stream_io_flush(PyObject* self, PyObject*) {
   stream_io_object* io = as_stream_io(self);
-  return finish(io, io->writer.flush());
+  return write_result(io, io->writer.flush());
 }
 
 // buffer_size(): what asyncio's get_write_buffer_size() reports: queued bytes are offered to
 // the kernel first, as asyncio's write() would already have done.
 PyObject* stream_io_buffer_size(PyObject* self, PyObject*) {
   stream_io_object* io = as_stream_io(self);
-  nb::object flushed = nb::steal(finish(io, io->writer.flush()));
+  nb::object flushed = nb::steal(write_result(io, io->writer.flush()));
   if (!flushed.is_valid()) return nullptr;
   return PyLong_FromSize_t(io->writer.size());
 }
@@ -403,7 +402,7 @@ int traverse_writer(void* payload, visitproc visit, void* arg) {
 const stream_reader_events stream_io_reader_events{
     on_data_received, on_get_buffer,   on_release_buffer, on_buffer_updated,
     on_eof_received,  on_read_failed,  on_enter,          on_leave,
-    on_callback_failed, retain_io,     release_io};
+    io_callback_failed, retain_io,     release_io};
 
 const native_watch_kind stream_reader_kind{&stream_reader::watch_ops, traverse_reader};
 const native_watch_kind stream_writer_kind{&stream_writer::watch_ops, traverse_writer};

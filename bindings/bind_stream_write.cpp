@@ -53,15 +53,6 @@ bool on_drained(void* owner) noexcept {
   return call_transport(as_stream_io(owner), state().str_on_drained.ptr());
 }
 
-callback_status on_writer_callback_failed(void* owner) noexcept {
-  stream_io_object* io = as_stream_io(owner);
-  return report_callback_error(io->transport.is_valid() ? io->transport.ptr()
-                                                        : static_cast<PyObject*>(owner));
-}
-
-void retain_owner(void* owner) noexcept { nb::handle(static_cast<PyObject*>(owner)).inc_ref(); }
-void release_owner(void* owner) noexcept { nb::handle(static_cast<PyObject*>(owner)).dec_ref(); }
-
 // -- write() and writelines() ----------------------------------------------------------------
 
 stream_io_object* stream_io_of(PyObject* transport) {
@@ -104,20 +95,6 @@ int admit_write(stream_io_object* io, bool empty) {
     return 0;
   }
   return 1;
-}
-
-PyObject* write_result(stream_io_object* io, write_outcome outcome) {
-  switch (outcome) {
-    case write_outcome::ok:
-      Py_RETURN_NONE;
-    case write_outcome::owner_failed:
-      return nullptr;  // the transport's error is pending
-    case write_outcome::loop_closed:
-      return set_loop_closed();
-    case write_outcome::watch_failed:
-      return set_os_error(io->writer.last_error());
-  }
-  return nullptr;
 }
 
 // Borrowed bytes of a bytes-like object, for the length of one call. An exact `bytes` is
@@ -208,7 +185,7 @@ PyMethodDef transport_writelines_def = {
 
 const stream_writer_events stream_io_writer_events{
     release_chunk, retain_chunk, on_write_failed, on_above_high_water, on_at_low_water,
-    on_drained, on_writer_callback_failed, retain_owner, release_owner};
+    on_drained, io_callback_failed, retain_io, release_io};
 
 // install_stream_methods(cls): makes cls.write and cls.writelines this file's functions. cls
 // must declare an `_io` slot holding its StreamIO.

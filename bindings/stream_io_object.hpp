@@ -39,6 +39,17 @@ inline loop_object* loop_of(const stream_io_object* io) noexcept { return as_loo
 // it returned, or when the transport is gone (detached); false with its exception set.
 bool call_transport(stream_io_object* io, PyObject* name, PyObject* arg = nullptr) noexcept;
 
+// What a writer call's outcome means to Python: None, or null with the exception it left or
+// implies (the transport's pending error, "Event loop is closed", the watch's OSError).
+PyObject* write_result(stream_io_object* io, write_outcome outcome) noexcept;
+
+// The event functions the reader and the writer share: a failure inside a readiness callback
+// (reported as unraisable on the transport, or aborting for SystemExit/KeyboardInterrupt),
+// and the references watches and the flush list hold on the StreamIO.
+callback_status io_callback_failed(void* owner) noexcept;
+void retain_io(void* owner) noexcept;
+void release_io(void* owner) noexcept;
+
 // The events the core's reader and writer report to a StreamIO.
 extern const stream_reader_events stream_io_reader_events;  // bind_stream_io.cpp
 extern const stream_writer_events stream_io_writer_events;  // bind_stream_write.cpp

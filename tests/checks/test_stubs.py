@@ -16,6 +16,17 @@ MODULE_STATE = ROOT / "bindings/bind_module_state.cpp"
 CONTRACTS = {"_LoopCallbacks": PyLoop, "_TransportCallbacks": SocketTransport}
 
 
+def class_members(node):
+    """Names a stub class declares: its methods and annotated attributes."""
+    members = set()
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef):
+            members.add(item.name)
+        elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+            members.add(item.target.id)
+    return members
+
+
 def stub_names():
     """{'': module-level names, 'Class': its member names} from the stub."""
     tree = ast.parse(STUB.read_text())
@@ -25,12 +36,7 @@ def stub_names():
             continue  # the contract the other way (below): not names of the module
         if isinstance(node, ast.ClassDef):
             names[""].add(node.name)
-            members = names.setdefault(node.name, set())
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef):
-                    members.add(item.name)
-                elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                    members.add(item.target.id)
+            names[node.name] = class_members(node)
         elif isinstance(node, ast.FunctionDef):
             names[""].add(node.name)
     return names
@@ -56,16 +62,11 @@ def test_stub_matches_the_extension():
 def contract_members():
     """{contract class: its member names} from the stub's *Callbacks protocols."""
     tree = ast.parse(STUB.read_text())
-    members = {}
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name in CONTRACTS:
-            names = members.setdefault(node.name, set())
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef):
-                    names.add(item.name)
-                elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
-                    names.add(item.target.id)
-    return members
+    return {
+        node.name: class_members(node)
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name in CONTRACTS
+    }
 
 
 def names_the_bindings_call():
