@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 
-# Methods of asyncio.AbstractEventLoop that the networking, subprocess and signal work has
-# not implemented yet. Each raises NotImplementedError naming itself; coroutine methods stay
+# Methods of asyncio.AbstractEventLoop that PyLoop does not implement yet (datagrams, pipes,
+# subprocesses). Each raises NotImplementedError naming itself; coroutine methods stay
 # coroutines, so the error surfaces where asyncio's own errors would (at await).
 NOT_YET_IMPLEMENTED = (
     "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
@@ -16,8 +16,10 @@ NOT_YET_IMPLEMENTED = (
 
 
 def _not_implemented(name: str):
-    message = f"PyLoop.{name}() is not implemented yet (data_bridge.pyloop networking, " \
-              f"subprocess and signal support are in progress)"
+    message = (
+        f"PyLoop.{name}() is not implemented yet (data_bridge.pyloop does not support "
+        f"datagrams, pipes and subprocesses yet)"
+    )
     if inspect.iscoroutinefunction(getattr(asyncio.AbstractEventLoop, name, None)):
         async def method(self, *args, **kwargs):
             raise NotImplementedError(message)
