@@ -142,8 +142,13 @@ PyObject* loop_new(PyTypeObject* type, PyObject*, PyObject*) {
   loop_object* loop = as_loop(self.ptr());
   new (&loop->task_factory) nb::object();
   loop->driver = new loop_driver();  // std::bad_alloc becomes MemoryError (guarded)
-  // The kernel's refusal (EMFILE...) is asyncio's OSError from creating its selector.
-  if (std::error_code ec = loop->driver->open_error()) return set_os_error(ec);
+  // The kernel's refusal (EMFILE...) is asyncio's OSError from creating its selector. The
+  // half-made object is marked closed first: PyLoop.__del__ runs on it as it is freed, and a
+  // loop nobody ever saw must not be reported as an unclosed one (nor closed again).
+  if (std::error_code ec = loop->driver->open_error()) {
+    loop->closed = true;
+    return set_os_error(ec);
+  }
   loop->driver->set_hooks(loop_hooks{release_gil, retake_gil, self.ptr(), dispatch_signals, end_of_turn});
   return self.release().ptr();
 }

@@ -29,6 +29,17 @@ class SignalMethods:
 
     def _init_signals(self) -> None:
         self._signal_handlers = {}  # signal number -> Handle
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread's loop may handle signals: its pipe is made lazily
+        # asyncio makes its self-pipe when the loop is made, so add_signal_handler and
+        # run_forever never need a new descriptor later: when the process runs out of them,
+        # creating the loop fails (OSError EMFILE) and a loop that exists can still install
+        # handlers. The main thread's loop makes its interrupt pipe now for the same reason.
+        try:
+            self._signal_wakeup_fd()
+        except BaseException:
+            self._close_native()  # the half-made loop holds no descriptor (and is not
+            raise                 # reported unclosed by __del__)
 
     def _check_signal(self, sig) -> None:
         if not isinstance(sig, int):
