@@ -292,11 +292,15 @@ run_status loop_driver::run_until_stopped() {
 }
 
 void loop_driver::clear() {
-  for (auto& [fd, w] : watches_) {
+  // Taken out of the registry first: discarding a callback may run foreign code (a Python
+  // finalizer) that calls back into the driver (unwatch, watch, call_soon); it finds an
+  // empty registry, never one being iterated. What it installs meanwhile stays installed.
+  std::unordered_map<int, io_watch*> detached;
+  detached.swap(watches_);
+  for (auto& [fd, w] : detached) {
     w->detach();
     remove_io_source();
   }
-  watches_.clear();
   release_flush_list();
   ready_.clear();  // drops queued dispatches: the detached watches free themselves
   timers_.clear();

@@ -143,3 +143,43 @@ TEST(IoWatch, ClosedLoopReleasesEverything) {
 
 }  // namespace
 }  // namespace pyloop
+
+namespace pyloop {
+namespace {
+
+// Discarding a callback may run foreign code (a Python finalizer) that calls back into the
+// driver; clear() must not be iterating its registry then.
+TEST(IoWatch, ClearSurvivesADiscardThatUnwatchesAndWatchesOtherDescriptors) {
+  recorder rec;
+  socket_pair first, second, third;
+  loop_driver loop;
+  callback replaced;
+  ASSERT_FALSE(loop.watch(first.fds[0], io_watch::direction::read, rec.make(1), replaced));
+  ASSERT_FALSE(loop.watch(second.fds[0], io_watch::direction::read, rec.make(2), replaced));
+  bool reentered = false;
+  rec.on_discard = [&](int) {
+    if (reentered) return;
+    reentered = true;
+    callback removed = loop.unwatch(second.fds[0], io_watch::direction::read);
+    if (removed.ops != nullptr) removed.discard();
+    removed = loop.unwatch(first.fds[0], io_watch::direction::read);
+    if (removed.ops != nullptr) removed.discard();
+    callback ignored;
+    EXPECT_FALSE(loop.watch(third.fds[0], io_watch::direction::read, rec.make(3), ignored));
+  };
+  loop.clear();
+  EXPECT_TRUE(reentered);
+  // Each callback was discarded once; the one watched during clear() is left for next time.
+  std::vector<int> discarded = rec.discarded;
+  std::sort(discarded.begin(), discarded.end());
+  EXPECT_EQ(discarded, (std::vector<int>{1, 2}));
+  EXPECT_TRUE(loop.watching(third.fds[0], io_watch::direction::read));
+  loop.clear();
+  EXPECT_FALSE(loop.watching(third.fds[0], io_watch::direction::read));
+  discarded = rec.discarded;
+  std::sort(discarded.begin(), discarded.end());
+  EXPECT_EQ(discarded, (std::vector<int>{1, 2, 3}));
+}
+
+}  // namespace
+}  // namespace pyloop
