@@ -29,8 +29,12 @@ bool retake_gil(void* data) noexcept {
   return PyErr_CheckSignals() == 0;
 }
 
-// Phase 7: the transports written to during the turn send what they wrote.
-bool end_of_turn(void* data) noexcept { return flush_stream_writers(as_loop(static_cast<PyObject*>(data))); }
+// Phase 7: the transports written to during the turn send what they wrote (most turns have
+// none: checked here, before the call that sets up for failures).
+bool end_of_turn(void* data) noexcept {
+  loop_object* loop = as_loop(static_cast<PyObject*>(data));
+  return !loop->driver->flush_pending() || flush_stream_writers(loop);
+}
 
 // -- lifecycle -----------------------------------------------------------------------------
 

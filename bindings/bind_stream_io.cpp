@@ -69,7 +69,8 @@ bool protocol_failed(stream_io_object* io, const char* message) noexcept {
   return done.is_valid();
 }
 
-// Calls protocol.<name>(arg) by vectorcall.
+// Calls protocol.<name>(arg) by vectorcall. The protocol is held for the call: a method written
+// in C holds no reference to its self, and set_protocol() inside it would free it.
 bool call_protocol(stream_io_object* io, PyObject* name, PyObject* arg) noexcept {
   nb::object protocol = io->protocol;
   PyObject* argv[] = {protocol.ptr(), arg};
@@ -95,14 +96,17 @@ bool on_get_buffer(void* owner, lent_buffer& out) noexcept {
   nb::object buffer = nb::steal(PyObject_VectorcallMethod(
       state().str_get_buffer.ptr(), argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
   if (!buffer.is_valid()) return protocol_failed(io, failed);
-  Py_buffer view;
-  if (PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_WRITABLE) < 0) return protocol_failed(io, failed);
+  // The export keeps the memory valid until release_buffer.
+  Py_buffer& view = io->lent;
+  if (PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_WRITABLE) < 0) {
+    view.obj = nullptr;
+    return protocol_failed(io, failed);
+  }
   if (view.len == 0) {
     PyBuffer_Release(&view);
     PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
     return protocol_failed(io, failed);
   }
-  io->lent = view;  // the export keeps the memory valid until release_buffer
   out = lent_buffer{static_cast<char*>(view.buf), static_cast<std::size_t>(view.len)};
   return true;
 }

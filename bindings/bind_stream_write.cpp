@@ -79,7 +79,7 @@ bool warn_lost_write() {
 
 // Checks that a write may proceed, in asyncio's order: write_eof, sendfile, empty data, then
 // a lost connection. Returns 1 to write, 0 when the write is dropped, -1 with an exception.
-int admit_write(stream_io_object* io, bool empty) {
+int admit_unusual_write(stream_io_object* io, bool empty) {
   if (io->eof) {
     PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
     return -1;
@@ -89,12 +89,23 @@ int admit_write(stream_io_object* io, bool empty) {
     return -1;
   }
   if (empty) return 0;
-  if (io->lost) {
-    if (io->lost >= log_threshold_for_connlost_writes && !warn_lost_write()) return -1;
-    ++io->lost;
-    return 0;
-  }
-  return 1;
+  if (io->lost >= log_threshold_for_connlost_writes && !warn_lost_write()) return -1;
+  ++io->lost;
+  return 0;
+}
+
+// The common case in a few instructions: data to write on a healthy transport.
+inline int admit_write(stream_io_object* io, bool empty) {
+  if (!empty && !io->eof && !io->blocked && io->lost == 0) return 1;
+  return admit_unusual_write(io, empty);
+}
+
+// len(data) == 0 for the three types write() takes, without a call (a memoryview's length
+// counts items, its buffer's bytes: either is 0 only when the other is).
+bool empty_data(PyObject* data) noexcept {
+  if (PyBytes_Check(data)) return PyBytes_GET_SIZE(data) == 0;
+  if (PyByteArray_Check(data)) return PyByteArray_GET_SIZE(data) == 0;
+  return PyMemoryView_GET_BUFFER(data)->len == 0;
 }
 
 // Borrowed bytes of a bytes-like object, for the length of one call. An exact `bytes` is
@@ -109,17 +120,21 @@ class borrowed_bytes {
       return true;
     }
     if (PyObject_GetBuffer(data, &view_, PyBUF_SIMPLE) < 0) return false;
+    exported_ = true;
     data_ = static_cast<const char*>(view_.buf);
     size_ = static_cast<std::size_t>(view_.len);
     return true;
   }
-  ~borrowed_bytes() { PyBuffer_Release(&view_); }
+  ~borrowed_bytes() {
+    if (exported_) PyBuffer_Release(&view_);
+  }
   const char* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
   void* keep() const noexcept { return keep_; }
 
  private:
-  Py_buffer view_{};  // the export of a non-bytes buffer (obj null if none)
+  Py_buffer view_;  // the export of a non-bytes buffer, valid when exported_
+  bool exported_ = false;
   const char* data_ = nullptr;
   std::size_t size_ = 0;
   PyObject* keep_ = nullptr;  // the bytes object when the data may be queued by reference
@@ -134,13 +149,11 @@ PyObject* transport_write(PyObject* transport, PyObject* data) {
                  Py_TYPE(data)->tp_name);
     return nullptr;
   }
-  const Py_ssize_t length = PyObject_Length(data);
-  if (length < 0) return nullptr;
-  const int admitted = admit_write(io, length == 0);
+  const int admitted = admit_write(io, empty_data(data));
   if (admitted <= 0) return admitted < 0 ? nullptr : Py_NewRef(Py_None);
+  // io stays alive whatever the events do: the transport, alive for this call, holds it.
   borrowed_bytes bytes;
   if (!bytes.open(data)) return nullptr;
-  nb::object keep_alive = nb::borrow(reinterpret_cast<PyObject*>(io));  // events may detach
   return write_result(io, io->writer.write(bytes.data(), bytes.size(), bytes.keep()));
 }
 
@@ -163,7 +176,6 @@ PyObject* transport_writelines(PyObject* transport, PyObject* list_of_data) {
   }
   const int admitted = admit_write(io, count == 0);
   if (admitted <= 0) return admitted < 0 ? nullptr : Py_NewRef(Py_None);
-  nb::object keep_alive = nb::borrow(reinterpret_cast<PyObject*>(io));
   const bool send_at_once = io->writer.begin_writes();
   const std::size_t before = io->writer.size();
   for (Py_ssize_t i = 0; i < count; ++i) {

@@ -6,6 +6,7 @@ the same echo client (benchmarks/net/echo_client.c) against the server and repor
 
 - CPU microseconds per request: the server process's user + system time (/proc/PID/stat)
   over the run, divided by the requests the client completed (median of --repeats runs);
+- with --baseline DIR, the build in DIR as one more loop (pyloop-base), for before/after;
 - with --syscalls: system calls per request, counted by `strace -c -f` attached to the
   server for one extra run (strace slows the server; only the counts are used).
 
@@ -25,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from loops import LOOPS  # noqa: E402  (benchmarks/loops.py)
+import loops  # noqa: E402  (benchmarks/loops.py)
 
 STYLES = ("sock", "streams", "protocol", "buffered")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -73,19 +74,23 @@ def syscalls_per_request(programs, server, args):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--loops", default=",".join(LOOPS))
+    parser.add_argument("--loops", help="comma list (default: every loop of the run, "
+                        "pyloop-base included with --baseline)")
     parser.add_argument("--styles", default="protocol,buffered,streams,sock")
     parser.add_argument("--size", type=int, default=1024, help="message bytes (default 1024)")
     parser.add_argument("--conns", type=int, default=1, help="connections (default 1)")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per run")
     parser.add_argument("--repeats", type=int, default=5, help="runs per cell (median)")
     parser.add_argument("--syscalls", action="store_true", help="also count syscalls (strace)")
+    loops.add_baseline_option(parser)
     args = parser.parse_args(argv)
-    args.loops = [name for name in args.loops.split(",") if name]
+    loops.use_baseline_option(parser, args)
+    known = loops.columns()
+    args.loops = [name for name in (args.loops or ",".join(known)).split(",") if name]
     args.styles = [name for name in args.styles.split(",") if name]
     for name in args.loops:
-        if name not in LOOPS:
-            parser.error(f"unknown loop {name!r} (choose from {', '.join(LOOPS)})")
+        if name not in known:
+            parser.error(f"unknown loop {name!r} (choose from {', '.join(known)})")
     for name in args.styles:
         if name not in STYLES:
             parser.error(f"unknown style {name!r} (choose from {', '.join(STYLES)})")
