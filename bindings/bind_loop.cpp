@@ -38,13 +38,13 @@ bool end_of_turn(void* data) noexcept {
 
 // -- lifecycle -----------------------------------------------------------------------------
 
-PyObject* loop_get_debug(PyObject* self, PyObject*) { return PyBool_FromLong(as_loop(self)->debug); }
+PyObject* loop_get_debug(PyObject* self, PyObject*) noexcept { return PyBool_FromLong(as_loop(self)->debug); }
 
-PyObject* loop_is_closed(PyObject* self, PyObject*) { return PyBool_FromLong(as_loop(self)->closed); }
+PyObject* loop_is_closed(PyObject* self, PyObject*) noexcept { return PyBool_FromLong(as_loop(self)->closed); }
 
-PyObject* loop_is_running(PyObject* self, PyObject*) { return PyBool_FromLong(as_loop(self)->running); }
+PyObject* loop_is_running(PyObject* self, PyObject*) noexcept { return PyBool_FromLong(as_loop(self)->running); }
 
-PyObject* loop_stop(PyObject* self, PyObject*) {
+PyObject* loop_stop(PyObject* self, PyObject*) noexcept {
   as_loop(self)->driver->stop();
   Py_RETURN_NONE;
 }

@@ -43,8 +43,15 @@ constexpr R failure_value() noexcept {
 
 // guarded<fn>::call has fn's signature, is noexcept, and returns failure_value with the
 // Python exception set if fn throws. Method tables and type slots name guarded<fn>::call.
+// A function declared noexcept is its own guard (it catches what may throw where it is thrown):
+// guarded_method<fn>() hands it over as it is, with no wrapper on hot paths such as call_soon.
 template <auto Fn>
 struct guarded;
+
+template <class F>
+struct is_noexcept_function : std::false_type {};
+template <class R, class... Args>
+struct is_noexcept_function<R (*)(Args...) noexcept> : std::true_type {};
 
 template <class R, class... Args, R (*Fn)(Args...)>
 struct guarded<Fn> {
@@ -62,7 +69,11 @@ struct guarded<Fn> {
 // (METH_O, METH_NOARGS, METH_FASTCALL, METH_FASTCALL | METH_KEYWORDS).
 template <auto Fn>
 PyCFunction guarded_method() noexcept {
-  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<Fn>::call));
+  if constexpr (is_noexcept_function<decltype(Fn)>::value) {
+    return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Fn));
+  } else {
+    return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<Fn>::call));
+  }
 }
 
 // A native callback (readiness, completion) ran into a Python error with no caller to give

@@ -10,14 +10,15 @@ namespace pyloop::bindings {
 // argument: 'name'". Returns null.
 PyObject* missing_argument(const char* method, const char* name);
 
-// Scheduling (bind_scheduling.cpp).
-PyObject* loop_call_soon(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames);
-PyObject* loop_call_soon_threadsafe(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames);
-PyObject* loop_call_later(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames);
-PyObject* loop_call_at(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames);
-PyObject* loop_time(PyObject* self, PyObject*);
-PyObject* loop_create_future(PyObject* self, PyObject*);
-PyObject* loop_create_task(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames);
+// Scheduling (bind_scheduling.cpp): noexcept, each catching what may throw where it throws
+// (a queue that cannot grow), as these are the hottest entry points.
+PyObject* loop_call_soon(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) noexcept;
+PyObject* loop_call_soon_threadsafe(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) noexcept;
+PyObject* loop_call_later(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) noexcept;
+PyObject* loop_call_at(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) noexcept;
+PyObject* loop_time(PyObject* self, PyObject*) noexcept;
+PyObject* loop_create_future(PyObject* self, PyObject*) noexcept;
+PyObject* loop_create_task(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) noexcept;
 
 // Readiness (bind_readiness.cpp).
 PyObject* loop_add_reader(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames);
