@@ -163,6 +163,16 @@ async def warm_up(loop):
 def finish(result):
     result["unraisable"] = unraisable
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_main(main, timeout=10):
+    """main() on a new loop of the factory, closed after; its result goes to finish()."""
+    loop = factory()
+    try:
+        result = loop.run_until_complete(asyncio.wait_for(main(), timeout))
+    finally:
+        loop.close()
+    finish(result)
 '''
 
 
@@ -288,12 +298,7 @@ async def main():
     return {"numeric": numeric, "named": named, "reference": reference, "served": served,
             "leaked": fd_count() - before}
 
-loop = factory()
-try:
-    result = loop.run_until_complete(asyncio.wait_for(main(), 10))
-finally:
-    loop.close()
-finish(result)
+run_main(main)
 '''
 
 
@@ -338,12 +343,7 @@ async def main():
     return {"numeric": numeric, "named": named, "reference": reference, "served": served,
             "leaked": fd_count() - before}
 
-loop = factory()
-try:
-    result = loop.run_until_complete(asyncio.wait_for(main(), 10))
-finally:
-    loop.close()
-finish(result)
+run_main(main)
 '''
 
 
@@ -421,12 +421,7 @@ async def main():
             "retry_delay": constants.ACCEPT_RETRY_DELAY, "calls_total": len(contexts),
             "served": served, "backlog": BACKLOG, "leaked": fd_count() - before}
 
-loop = factory()
-try:
-    result = loop.run_until_complete(asyncio.wait_for(main(), 10))
-finally:
-    loop.close()
-finish(result)
+run_main(main)
 '''
 
 
@@ -505,12 +500,7 @@ async def main():
             "stray_reader": stray_reader, "got": [got_first, got_second],
             "leaked": fd_count() - before}
 
-loop = factory()
-try:
-    result = loop.run_until_complete(asyncio.wait_for(main(), 10))
-finally:
-    loop.close()
-finish(result)
+run_main(main)
 '''
 
 
@@ -619,13 +609,8 @@ async def main():
 async def count_of(awaitable):
     return len(await awaitable)
 
-loop = factory()
-try:
-    result = loop.run_until_complete(asyncio.wait_for(main(), 10))
-finally:
-    loop.close()
 # JSON turns the tuples of getnameinfo into lists on both sides alike.
-finish(result)
+run_main(main)
 '''
 
 
@@ -702,12 +687,7 @@ async def main():
     return {"upgraded": upgraded, "fresh": fresh, "after": after,
             "leaked": fd_count() - before}
 
-loop = factory()
-try:
-    result = loop.run_until_complete(asyncio.wait_for(main(), 10))
-finally:
-    loop.close()
-finish(result)
+run_main(main)
 '''
 
 
