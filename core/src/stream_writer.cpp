@@ -218,8 +218,6 @@ write_outcome stream_writer::flush() {
   return report_failure(last_error_) ? write_outcome::ok : write_outcome::owner_failed;
 }
 
-write_outcome stream_writer::flush_at_end_of_turn() { return flush(); }
-
 void stream_writer::discard(bool send_first) noexcept {
   if (send_first && !watching_ && size_ > 0) (void)send_queued();  // a failure: closing anyway
   stop_watching();

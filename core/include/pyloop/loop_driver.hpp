@@ -256,7 +256,7 @@ bool loop_driver::flush_writers(OnFailure&& on_failure) {
     w->in_flush_list_ = false;
     const stream_writer_events& events = w->events_;
     void* owner = w->owner_;
-    write_outcome outcome = w->flush_at_end_of_turn();
+    write_outcome outcome = w->flush();
     if (outcome != write_outcome::ok && !on_failure(*w, outcome)) keep_going = false;
     events.release(owner);  // the list's reference; w may be gone after this
   }

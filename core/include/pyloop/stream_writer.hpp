@@ -105,9 +105,6 @@ class stream_writer {
   }
   std::size_t high_water() const noexcept { return high_water_; }
 
-  // The loop's end of turn: sends the queue (the writer was in the loop's flush list).
-  write_outcome flush_at_end_of_turn();
-
   // The writability watch's callback table, and its payload's writer (GC traversal).
   static const callback_ops watch_ops;
   static stream_writer* from_watch(void* payload) noexcept {

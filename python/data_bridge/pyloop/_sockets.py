@@ -99,12 +99,12 @@ class SocketMethods:
         if self.get_debug() and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
-    async def _wait_ready(self, sock, writing: bool, attempt, *args):
-        """attempt(*args), retried each time sock is ready (for writing or reading) until it
-        stops raising BlockingIOError/InterruptedError. Callers pass a closure that looks the
+    async def _wait_ready(self, sock, writing: bool, attempt):
+        """attempt(), retried each time sock is ready (for writing or reading) until it stops
+        raising BlockingIOError/InterruptedError. Callers pass a closure that looks the
         socket's method up on every attempt, as asyncio's retry callbacks do (tests replace
         the method on a mock between attempts)."""
-        op = self._sock_wait(sock, writing, attempt, *args)
+        op = self._sock_wait(sock, writing, attempt)
         try:
             return await op
         except BaseException:
