@@ -1,6 +1,7 @@
 # tests/python/test_handles.py: Handle and TimerHandle as returned by call_soon / call_later /
 # call_at: cancel, cancelled, when, get_context, ordering, equality and repr (asyncio events.py).
 
+import asyncio
 import contextvars
 import gc
 import sys
@@ -283,3 +284,12 @@ def test_call_soon_threadsafe_handle_can_be_cancelled(loop):
     assert calls == []
     assert h.cancelled()
 
+
+
+def test_python_timer_handle_marked_scheduled_cancels_cleanly(loop):
+    # Code that builds asyncio.TimerHandle itself (the pure-Python class) and marks it
+    # scheduled tells the loop when it is cancelled; that must not raise on either loop.
+    handle = asyncio.TimerHandle(loop.time() + 60, lambda: None, (), loop)
+    handle._scheduled = True
+    handle.cancel()
+    assert handle.cancelled()

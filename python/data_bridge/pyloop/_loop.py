@@ -91,6 +91,11 @@ class PyLoop(
             if not self.is_running():
                 self.close()
 
+    def _timer_handle_cancelled(self, handle) -> None:
+        """Told by a cancelled asyncio.TimerHandle (the pure-Python class) that believes it is
+        scheduled. PyLoop's timers are native handles kept in the core's heap; a Python
+        TimerHandle is never in it, so there is nothing to unschedule or count."""
+
     # -- running and stopping ------------------------------------------------------------
 
     def _check_closed(self) -> None:
