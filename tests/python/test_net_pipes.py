@@ -23,12 +23,43 @@ from net_helpers import Recorder, collapse, fd_count, payload, run
 BIG = 1 << 20
 
 
-def read_file(fd):
-    return open(fd, "rb", buffering=0)
+class Descriptors:
+    """The descriptors a test opened: each is handed to a transport (which closes it, with its
+    file object) or closed by the test; teardown closes the rest."""
+
+    def __init__(self):
+        self._open = set()
+
+    def track(self, *fds):
+        self._open.update(fds)
+        return fds
+
+    def pipe(self):
+        return self.track(*os.pipe())
+
+    def reader(self, fd):
+        self._open.discard(fd)
+        return open(fd, "rb", buffering=0)
+
+    def writer(self, fd):
+        self._open.discard(fd)
+        return open(fd, "wb", buffering=0)
+
+    def close(self, fd):
+        self._open.discard(fd)
+        os.close(fd)
+
+    def close_all(self):
+        for fd in self._open:
+            os.close(fd)
+        self._open.clear()
 
 
-def write_file(fd):
-    return open(fd, "wb", buffering=0)
+@pytest.fixture
+def fds():
+    d = Descriptors()
+    yield d
+    d.close_all()
 
 
 async def connect_read(loop, pipe):
@@ -39,6 +70,12 @@ async def connect_read(loop, pipe):
 
 async def connect_write(loop, pipe):
     return await loop.connect_write_pipe(lambda: Recorder(loop), pipe)
+
+
+async def close_cleanly(transport, proto):
+    """close(), then connection_lost(None)."""
+    transport.close()
+    assert await proto.lost is None
 
 
 def drain_fd(fd, n):
@@ -55,9 +92,9 @@ def drain_fd(fd, n):
 # -- reading -------------------------------------------------------------------------------
 
 
-def test_read_pipe_data_then_eof_then_lost(loop):
-    r, w = os.pipe()
-    pipe = read_file(r)
+def test_read_pipe_data_then_eof_then_lost(loop, fds):
+    r, w = fds.pipe()
+    pipe = fds.reader(r)
 
     async def main():
         transport, proto = await connect_read(loop, pipe)
@@ -72,7 +109,7 @@ def test_read_pipe_data_then_eof_then_lost(loop):
         assert await proto.wait_bytes(5) == b"hello"
         os.write(w, b" world")
         assert await proto.wait_bytes(11) == b"hello world"
-        os.close(w)
+        fds.close(w)
         assert await proto.lost is None
         assert collapse(proto.events) == ["made", "data", "eof", "lost"]
         assert transport.is_closing()
@@ -82,28 +119,25 @@ def test_read_pipe_data_then_eof_then_lost(loop):
     run(loop, main())
 
 
-def test_read_pipe_close_gives_lost_without_eof(loop):
-    r, w = os.pipe()
+def test_read_pipe_close_gives_lost_without_eof(loop, fds):
+    r, w = fds.pipe()
 
     async def main():
-        transport, proto = await connect_read(loop, read_file(r))
+        transport, proto = await connect_read(loop, fds.reader(r))
         transport.close()
         assert transport.is_closing() and not transport.is_reading()
         transport.close()  # a second close is a no-op
         assert await proto.lost is None
         assert proto.events == ["made", "lost"]
 
-    try:
-        run(loop, main())
-    finally:
-        os.close(w)
+    run(loop, main())
 
 
-def test_read_pipe_pause_and_resume_reading(loop):
-    r, w = os.pipe()
+def test_read_pipe_pause_and_resume_reading(loop, fds):
+    r, w = fds.pipe()
 
     async def main():
-        transport, proto = await connect_read(loop, read_file(r))
+        transport, proto = await connect_read(loop, fds.reader(r))
         transport.pause_reading()
         assert not transport.is_reading()
         transport.pause_reading()  # idempotent
@@ -116,7 +150,7 @@ def test_read_pipe_pause_and_resume_reading(loop):
         assert transport.is_reading()
         transport.resume_reading()
         assert await proto.wait_bytes(3) == b"abc"
-        os.close(w)
+        fds.close(w)
         assert await proto.lost is None
         # Paused and resumed on a closed transport: nothing happens.
         transport.pause_reading()
@@ -126,33 +160,33 @@ def test_read_pipe_pause_and_resume_reading(loop):
     run(loop, main())
 
 
-def test_read_pipe_large_data_arrives_whole(loop):
-    r, w = os.pipe()
+def test_read_pipe_large_data_arrives_whole(loop, fds):
+    r, w = fds.pipe()
     data = payload(BIG)
 
     async def main():
-        transport, proto = await connect_read(loop, read_file(r))
+        transport, proto = await connect_read(loop, fds.reader(r))
         writer = await loop.run_in_executor(None, os.write, w, data[: BIG // 2])
         rest = await loop.run_in_executor(None, os.write, w, data[writer:])
         assert writer + rest == BIG
-        os.close(w)
+        fds.close(w)
         assert await proto.lost is None
         assert bytes(proto.data) == data
 
     run(loop, main(), timeout=10)
 
 
-def test_stream_reader_over_read_pipe(loop):
-    r, w = os.pipe()
+def test_stream_reader_over_read_pipe(loop, fds):
+    r, w = fds.pipe()
     data = payload(300_000)
 
     async def main():
         reader = asyncio.StreamReader(limit=1024)
         protocol = asyncio.StreamReaderProtocol(reader)
-        transport, _ = await loop.connect_read_pipe(lambda: protocol, read_file(r))
+        transport, _ = await loop.connect_read_pipe(lambda: protocol, fds.reader(r))
 
         def produce():
-            with write_file(w) as f:
+            with fds.writer(w) as f:
                 f.write(data)
 
         producing = loop.run_in_executor(None, produce)
@@ -166,10 +200,10 @@ def test_stream_reader_over_read_pipe(loop):
     run(loop, main(), timeout=10)
 
 
-def test_second_read_transport_on_one_descriptor_takes_over(loop):
+def test_second_read_transport_on_one_descriptor_takes_over(loop, fds):
     # asyncio raises nothing: the second transport's reader replaces the first's.
-    r, w = os.pipe()
-    pipe = read_file(r)
+    r, w = fds.pipe()
+    pipe = fds.reader(r)
 
     async def main():
         first, p1 = await connect_read(loop, pipe)
@@ -177,23 +211,19 @@ def test_second_read_transport_on_one_descriptor_takes_over(loop):
         os.write(w, b"x")
         assert await p2.wait_bytes(1) == b"x"
         assert p1.data == b""
-        second.close()
-        assert await p2.lost is None
+        await close_cleanly(second, p2)
         first.close()
         assert await p1.lost is None
 
-    try:
-        run(loop, main())
-    finally:
-        os.close(w)
+    run(loop, main())
 
 
 # -- writing -------------------------------------------------------------------------------
 
 
-def test_write_pipe_write_writelines_close(loop):
-    r, w = os.pipe()
-    pipe = write_file(w)
+def test_write_pipe_write_writelines_close(loop, fds):
+    r, w = fds.pipe()
+    pipe = fds.writer(w)
 
     async def main():
         transport, proto = await connect_write(loop, pipe)
@@ -217,36 +247,29 @@ def test_write_pipe_write_writelines_close(loop):
         assert pipe.closed
         assert os.read(r, 10) == b""  # the write end is closed: EOF
 
-    try:
-        run(loop, main())
-    finally:
-        os.close(r)
+    run(loop, main())
 
 
-def test_write_pipe_refuses_non_bytes(loop):
-    r, w = os.pipe()
+def test_write_pipe_refuses_non_bytes(loop, fds):
+    r, w = fds.pipe()
 
     async def main():
-        transport, proto = await connect_write(loop, write_file(w))
+        transport, proto = await connect_write(loop, fds.writer(w))
         # asyncio asserts (AssertionError); PyLoop raises TypeError, as a socket transport does.
         for bad in ("text", 1, None):
             with pytest.raises((TypeError, AssertionError)):
                 transport.write(bad)
-        transport.close()
-        assert await proto.lost is None
+        await close_cleanly(transport, proto)
 
-    try:
-        run(loop, main())
-    finally:
-        os.close(r)
+    run(loop, main())
 
 
-def test_write_pipe_flow_control_pause_and_resume(loop):
-    r, w = os.pipe()
+def test_write_pipe_flow_control_pause_and_resume(loop, fds):
+    r, w = fds.pipe()
     data = payload(BIG)
 
     async def main():
-        wt, wp = await connect_write(loop, write_file(w))
+        wt, wp = await connect_write(loop, fds.writer(w))
         wt.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
         assert wt.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
         wt.write(data)
@@ -254,7 +277,7 @@ def test_write_pipe_flow_control_pause_and_resume(loop):
         assert wp.events == ["made", "pause"]
         assert wt.get_write_buffer_size() > 64 * 1024
         # Drain through a read transport on the same loop: the writer resumes.
-        rt, rp = await connect_read(loop, read_file(r))
+        rt, rp = await connect_read(loop, fds.reader(r))
         assert await rp.wait_bytes(BIG) == data
         for _ in range(50):
             if wt.get_write_buffer_size() == 0 and "resume" in wp.events:
@@ -262,26 +285,25 @@ def test_write_pipe_flow_control_pause_and_resume(loop):
             await asyncio.sleep(0.005)
         assert wp.events == ["made", "pause", "resume"]
         assert wt.get_write_buffer_size() == 0
-        wt.close()
-        assert await wp.lost is None
+        await close_cleanly(wt, wp)
         assert await rp.lost is None
         assert collapse(rp.events) == ["made", "data", "eof", "lost"]
 
     run(loop, main(), timeout=10)
 
 
-def test_write_pipe_close_flushes_queued_data_first(loop):
-    r, w = os.pipe()
+def test_write_pipe_close_flushes_queued_data_first(loop, fds):
+    r, w = fds.pipe()
     data = payload(BIG)
 
     async def main():
-        wt, wp = await connect_write(loop, write_file(w))
+        wt, wp = await connect_write(loop, fds.writer(w))
         wt.write(data)
         wt.close()
         assert wt.is_closing()
         await asyncio.sleep(0.01)
         assert wp.events[-1] != "lost"  # still flushing: nobody reads yet
-        rt, rp = await connect_read(loop, read_file(r))
+        rt, rp = await connect_read(loop, fds.reader(r))
         assert await wp.lost is None
         assert await rp.lost is None
         assert bytes(rp.data) == data
@@ -289,11 +311,11 @@ def test_write_pipe_close_flushes_queued_data_first(loop):
     run(loop, main(), timeout=10)
 
 
-def test_write_eof_then_writes_are_dropped_with_asyncio_warning(loop, caplog):
-    r, w = os.pipe()
+def test_write_eof_then_writes_are_dropped_with_asyncio_warning(loop, caplog, fds):
+    r, w = fds.pipe()
 
     async def main():
-        wt, wp = await connect_write(loop, write_file(w))
+        wt, wp = await connect_write(loop, fds.writer(w))
         wt.write(b"last")
         wt.write_eof()
         assert wt.is_closing()
@@ -307,17 +329,14 @@ def test_write_eof_then_writes_are_dropped_with_asyncio_warning(loop, caplog):
         assert drain_fd(r, 4) == b"last"
         assert os.read(r, 10) == b""
 
-    try:
-        run(loop, main())
-    finally:
-        os.close(r)
+    run(loop, main())
 
 
-def test_write_pipe_abort_drops_queued_data(loop):
-    r, w = os.pipe()
+def test_write_pipe_abort_drops_queued_data(loop, fds):
+    r, w = fds.pipe()
 
     async def main():
-        wt, wp = await connect_write(loop, write_file(w))
+        wt, wp = await connect_write(loop, fds.writer(w))
         wt.write(payload(BIG))
         await asyncio.sleep(0)
         assert wt.get_write_buffer_size() > 0
@@ -329,25 +348,22 @@ def test_write_pipe_abort_drops_queued_data(loop):
         await asyncio.sleep(0.01)
         assert wp.events == ["made", "pause", "lost"]
 
-    try:
-        run(loop, main())
-        received = 0
-        while chunk := os.read(r, 1 << 16):
-            received += len(chunk)
-        assert 0 < received < BIG
-    finally:
-        os.close(r)
+    run(loop, main())
+    received = 0
+    while chunk := os.read(r, 1 << 16):
+        received += len(chunk)
+    assert 0 < received < BIG
 
 
-def test_reader_closing_under_queued_data_is_broken_pipe(loop):
-    r, w = os.pipe()
+def test_reader_closing_under_queued_data_is_broken_pipe(loop, fds):
+    r, w = fds.pipe()
 
     async def main():
-        wt, wp = await connect_write(loop, write_file(w))
+        wt, wp = await connect_write(loop, fds.writer(w))
         wt.write(payload(BIG))
         await asyncio.sleep(0)
         assert wt.get_write_buffer_size() > 0
-        os.close(r)
+        fds.close(r)
         exc = await wp.lost
         assert type(exc) is BrokenPipeError
         assert wt.is_closing()
@@ -356,28 +372,28 @@ def test_reader_closing_under_queued_data_is_broken_pipe(loop):
     run(loop, main())
 
 
-def test_reader_closing_with_nothing_queued_is_a_clean_close(loop):
-    r, w = os.pipe()
+def test_reader_closing_with_nothing_queued_is_a_clean_close(loop, fds):
+    r, w = fds.pipe()
 
     async def main():
-        wt, wp = await connect_write(loop, write_file(w))
+        wt, wp = await connect_write(loop, fds.writer(w))
         wt.write(b"x")
         await asyncio.sleep(0.01)
-        os.close(r)
+        fds.close(r)
         assert await wp.lost is None
         assert wt.is_closing()
 
     run(loop, main())
 
 
-def test_write_to_closed_reader_reports_broken_pipe(loop):
+def test_write_to_closed_reader_reports_broken_pipe(loop, fds):
     # The reading end is gone before the first write: the write itself fails with EPIPE.
-    r, w = os.pipe()
+    r, w = fds.pipe()
 
     async def main():
-        wt, wp = await connect_write(loop, write_file(w))
+        wt, wp = await connect_write(loop, fds.writer(w))
         await asyncio.sleep(0)
-        os.close(r)
+        fds.close(r)
         wt.write(b"data")
         exc = await wp.lost
         assert isinstance(exc, BrokenPipeError) and exc.errno == errno.EPIPE
@@ -390,20 +406,18 @@ def test_write_to_closed_reader_reports_broken_pipe(loop):
 # -- FIFOs, sockets and ptys -----------------------------------------------------------------
 
 
-def test_fifo_read_and_write(loop, tmp_path):
+def test_fifo_read_and_write(loop, tmp_path, fds):
     path = tmp_path / "fifo"
     os.mkfifo(path)
-    r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    w = os.open(path, os.O_WRONLY)
+    r, w = fds.track(os.open(path, os.O_RDONLY | os.O_NONBLOCK), os.open(path, os.O_WRONLY))
     data = payload(200_000)
 
     async def main():
-        rt, rp = await connect_read(loop, read_file(r))
-        wt, wp = await connect_write(loop, write_file(w))
+        rt, rp = await connect_read(loop, fds.reader(r))
+        wt, wp = await connect_write(loop, fds.writer(w))
         assert stat.S_ISFIFO(os.fstat(r).st_mode)
         wt.write(data)
-        wt.close()
-        assert await wp.lost is None
+        await close_cleanly(wt, wp)
         assert await rp.lost is None
         assert bytes(rp.data) == data
         assert collapse(rp.events) == ["made", "data", "eof", "lost"]
@@ -420,8 +434,7 @@ def test_socketpair_read_and_write(loop):
         assert rt.get_extra_info("pipe") is a
         wt.write(b"over a socket")
         assert await rp.wait_bytes(13) == b"over a socket"
-        wt.close()
-        assert await wp.lost is None
+        await close_cleanly(wt, wp)
         assert await rp.lost is None
         assert collapse(rp.events) == ["made", "data", "eof", "lost"]
         assert a.fileno() == -1 and b.fileno() == -1  # both sockets closed by their transports
@@ -437,20 +450,19 @@ def test_socket_peer_closing_ends_write_transport(loop):
         wt.write(b"1")
         a.setblocking(False)
         assert await loop.sock_recv(a, 10) == b"1"
-        a.close()
-        assert await wp.lost is None
+        await close_cleanly(a, wp)
 
     run(loop, main())
 
 
-def test_pty_read_until_eio(loop):
-    master, slave = os.openpty()
+def test_pty_read_until_eio(loop, fds):
+    master, slave = fds.track(*os.openpty())
 
     async def main():
-        rt, rp = await connect_read(loop, read_file(master))
+        rt, rp = await connect_read(loop, fds.reader(master))
         os.write(slave, b"from the pty")
         assert await rp.wait_bytes(12) == b"from the pty"
-        os.close(slave)
+        fds.close(slave)
         # The master reads EIO once the slave is gone: connection_lost(OSError(EIO)), no
         # report to the exception handler (the fixture fails the test on one).
         exc = await rp.lost
@@ -460,28 +472,24 @@ def test_pty_read_until_eio(loop):
     run(loop, main())
 
 
-def test_pty_write_and_bidirectional(loop):
-    master, slave = os.openpty()
+def test_pty_write_and_bidirectional(loop, fds):
+    master, slave = fds.track(*os.openpty())
     tty.setraw(slave)
-    write_slave = os.dup(slave)
+    (write_slave,) = fds.track(os.dup(slave))
 
     async def main():
-        rt, rp = await connect_read(loop, read_file(slave))
-        wt, wp = await connect_write(loop, write_file(write_slave))
+        rt, rp = await connect_read(loop, fds.reader(slave))
+        wt, wp = await connect_write(loop, fds.writer(write_slave))
         wt.write(b"to master")
         await asyncio.sleep(0.01)
         assert drain_fd(master, 9) == b"to master"
         os.write(master, b"to slave")
         assert await rp.wait_bytes(8) == b"to slave"
-        wt.close()
-        assert await wp.lost is None
+        await close_cleanly(wt, wp)
         rt.close()
         assert await rp.lost is None
 
-    try:
-        run(loop, main())
-    finally:
-        os.close(master)
+    run(loop, main())
 
 
 # -- refused files, leaks, warnings -----------------------------------------------------------
@@ -509,10 +517,10 @@ def test_regular_file_is_refused(loop, tmp_path):
 
 # asyncio's transport, half made, fails in __del__ (no _closing yet for its repr).
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_closed_file_is_refused(loop):
-    r, w = os.pipe()
-    os.close(w)
-    pipe = read_file(r)
+def test_closed_file_is_refused(loop, fds):
+    r, w = fds.pipe()
+    fds.close(w)
+    pipe = fds.reader(r)
     pipe.close()
 
     async def main():
@@ -522,9 +530,9 @@ def test_closed_file_is_refused(loop):
     run(loop, main())
 
 
-def test_unclosed_transports_warn(loop):
-    r, w = os.pipe()
-    rpipe, wpipe = read_file(r), write_file(w)
+def test_unclosed_transports_warn(loop, fds):
+    r, w = fds.pipe()
+    rpipe, wpipe = fds.reader(r), fds.writer(w)
 
     async def main():
         rt, _ = await connect_read(loop, rpipe)
@@ -542,11 +550,11 @@ def test_unclosed_transports_warn(loop):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
-def test_no_descriptor_leak(loop, tmp_path):
+def test_no_descriptor_leak(loop, tmp_path, fds):
     async def one_round(i):
-        r, w = os.pipe()
-        rt, rp = await connect_read(loop, read_file(r))
-        wt, wp = await connect_write(loop, write_file(w))
+        r, w = fds.pipe()
+        rt, rp = await connect_read(loop, fds.reader(r))
+        wt, wp = await connect_write(loop, fds.writer(w))
         if i % 3 == 0:
             wt.write(payload(100_000))
             wt.close()
