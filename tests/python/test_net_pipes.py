@@ -176,6 +176,32 @@ def test_read_pipe_large_data_arrives_whole(loop, fds):
     run(loop, main(), timeout=10)
 
 
+def test_data_received_error_is_reported_and_reading_goes_on(loop, fds, expect_exception_handler):
+    r, w = fds.pipe()
+
+    class Failing(Recorder):
+        def data_received(self, data):
+            super().data_received(data)
+            if len(self.data) == 1:
+                raise ZeroDivisionError("protocol bug")
+
+    async def main():
+        transport, proto = await loop.connect_read_pipe(lambda: Failing(loop), fds.reader(r))
+        os.write(w, b"1")
+        await proto.wait_bytes(1)
+        await asyncio.sleep(0.01)
+        os.write(w, b"23")
+        assert await proto.wait_bytes(3) == b"123"  # still reading
+        assert not transport.is_closing()
+        (context,) = expect_exception_handler
+        assert isinstance(context["exception"], ZeroDivisionError)
+        assert context["message"].startswith("Exception in callback ")
+        assert context["message"].endswith("._read_ready()")
+        await close_cleanly(transport, proto)
+
+    run(loop, main())
+
+
 def test_stream_reader_over_read_pipe(loop, fds):
     r, w = fds.pipe()
     data = payload(300_000)

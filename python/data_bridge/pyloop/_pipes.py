@@ -47,7 +47,7 @@ class _PipeTransport:
 
     __slots__ = ()
 
-    def _init_pipe(self, loop, pipe, fileno, protocol, waiter) -> None:
+    def _init_pipe(self, loop, pipe, fileno, protocol) -> None:
         self._extra["pipe"] = pipe
         self._loop = loop
         self._fileno = fileno
@@ -124,7 +124,7 @@ class PipeReadTransport(_PipeTransport, ReadingControl, transports.ReadTransport
         fileno, _ = _prepared_fileno(self, pipe, "Pipe transport is for pipes/sockets only.")
         self._io = StreamIO(loop, fileno, self, "stream")
         self._paused = False
-        self._init_pipe(loop, pipe, fileno, protocol, waiter)
+        self._init_pipe(loop, pipe, fileno, protocol)
         loop.call_soon(self._start_reading)
         self._connected(waiter)
 
@@ -161,6 +161,18 @@ class PipeReadTransport(_PipeTransport, ReadingControl, transports.ReadTransport
         if not self._closing:
             self._close(None)
 
+    def _protocol_error(self, exc, message) -> None:
+        # asyncio calls data_received from its _read_ready handle: the exception is that
+        # handle's, for the loop's exception handler, and reading goes on.
+        self._loop.call_exception_handler(
+            {
+                "message": f"Exception in callback {type(self).__name__}._read_ready()",
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            }
+        )
+
     def _fatal_error(self, exc, message="Fatal error on pipe transport") -> None:
         # EIO is how a pty's master reads the end of its slave: not worth reporting. Any
         # other error is, as asyncio's read pipe transport reports it.
@@ -188,7 +200,7 @@ class PipeWriteTransport(
         # Before the mixin's __init__, which sets the water marks (the writer keeps them).
         self._io = StreamIO(loop, fileno, self, "stream")
         super().__init__(extra, loop)
-        self._init_pipe(loop, pipe, fileno, protocol, waiter)
+        self._init_pipe(loop, pipe, fileno, protocol)
         # The reading end closing makes the write end of a FIFO or a socket readable (an
         # error or a hang-up); a character device tells nothing that way.
         self._peer_watch = kind != "character"
@@ -203,7 +215,7 @@ class PipeWriteTransport(
         # The reading end was closed: data still queued cannot be delivered.
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
-        if self._io.buffer_size():
+        if self._io.pending:
             self._close(BrokenPipeError())
         else:
             self._close()

@@ -89,6 +89,13 @@ class NativeWriteBuffer:
 
     __slots__ = ()
 
+    def get_write_buffer_size(self) -> int:
+        return self._io.buffer_size()
+
+    def _set_write_buffer_limits(self, high=None, low=None) -> None:
+        super()._set_write_buffer_limits(high, low)
+        self._io.set_write_limits(self._high_water, self._low_water)
+
 
 class SocketTransport(
     ReadingControl, NativeWriteBuffer, transports._FlowControlMixin, transports.Transport
@@ -248,6 +255,10 @@ class SocketTransport(
     def _fatal_error(self, exc, message="Fatal error on transport") -> None:
         report_fatal_error(self, exc, message, isinstance(exc, OSError))
         self._force_close(exc)
+
+    # A protocol callback's exception inside a read is fatal to the transport, as in asyncio.
+    def _protocol_error(self, exc, message) -> None:
+        self._fatal_error(exc, message)
 
     def _force_close(self, exc) -> None:
         if self._io.lost:
