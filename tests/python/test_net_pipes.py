@@ -381,6 +381,21 @@ def test_write_pipe_abort_drops_queued_data(loop, fds):
     assert 0 < received < BIG
 
 
+def test_write_pipe_abort_after_small_write_still_delivers_it(loop, fds):
+    # asyncio's write() has handed the bytes to the kernel before abort() is called.
+    r, w = fds.pipe()
+
+    async def main():
+        wt, wp = await connect_write(loop, fds.writer(w))
+        wt.write(b"sent")
+        wt.abort()
+        assert await wp.lost is None
+
+    run(loop, main())
+    assert os.read(r, 10) == b"sent"
+    assert os.read(r, 10) == b""
+
+
 def test_reader_closing_under_queued_data_is_broken_pipe(loop, fds):
     r, w = fds.pipe()
 
@@ -514,6 +529,22 @@ def test_pty_write_and_bidirectional(loop, fds):
         await close_cleanly(wt, wp)
         rt.close()
         assert await rp.lost is None
+
+    run(loop, main())
+
+
+def test_pty_write_after_master_closed_is_eio(loop, fds):
+    master, slave = fds.track(*os.openpty())
+
+    async def main():
+        wt, wp = await connect_write(loop, fds.writer(slave))
+        fds.close(master)
+        await asyncio.sleep(0.01)
+        assert not wt.is_closing()  # a character device has no peer-close watch
+        wt.write(b"nobody reads")
+        exc = await wp.lost
+        assert isinstance(exc, OSError) and exc.errno == errno.EIO
+        wt.write(b"dropped")
 
     run(loop, main())
 

@@ -266,7 +266,9 @@ class PipeWriteTransport(
     def _close(self, exc=None) -> None:
         self._closing = True
         self._io.closing = True
-        self._io.discard(False)
+        # What asyncio's write() would already have handed to the kernel goes out first,
+        # unless the pipe itself failed.
+        self._io.discard(not isinstance(exc, OSError))
         self._remove_peer_watch()
         self._lose_connection(exc)
 
