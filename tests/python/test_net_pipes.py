@@ -12,12 +12,13 @@ import logging
 import os
 import socket
 import stat
+import struct
 import tty
 import warnings
 
 import pytest
 
-from net_helpers import Recorder, collapse, fd_count, payload, run
+from net_helpers import Recorder, collapse, fd_count, payload, run, tcp_socketpair
 
 # More than a pipe holds (64 KiB on Linux): a write of this size leaves data queued.
 BIG = 1 << 20
@@ -492,6 +493,26 @@ def test_socket_peer_closing_ends_write_transport(loop):
         a.setblocking(False)
         assert await loop.sock_recv(a, 10) == b"1"
         await close_cleanly(a, wp)
+
+    run(loop, main())
+
+
+def test_read_error_other_than_eio_is_reported(loop, expect_exception_handler):
+    # A TCP socket read as a pipe; the peer resets it: ECONNRESET is not EIO, so asyncio's pipe
+    # transport reports it (where a socket transport would log it in debug mode only).
+    client, server = tcp_socketpair()
+
+    async def main():
+        rt, rp = await connect_read(loop, client)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()
+        exc = await rp.lost
+        assert isinstance(exc, ConnectionResetError)
+        (context,) = expect_exception_handler
+        assert context["message"] == "Fatal read error on pipe transport"
+        assert context["exception"] is exc
+        assert context["transport"] is rt and context["protocol"] is rp
+        assert client.fileno() == -1
 
     run(loop, main())
 
