@@ -245,6 +245,26 @@ def test_second_read_transport_on_one_descriptor_takes_over(loop, fds):
     run(loop, main())
 
 
+def test_debug_mode_logs_the_peer_closing(loop, fds, caplog):
+    loop.set_debug(True)
+    r, w = fds.pipe()
+    r2, w2 = fds.pipe()
+
+    async def main():
+        rt, rp = await connect_read(loop, fds.reader(r))
+        wt, wp = await connect_write(loop, fds.writer(w2))
+        with caplog.at_level(logging.DEBUG, logger="asyncio"):
+            fds.close(w)
+            fds.close(r2)
+            assert await rp.lost is None
+            assert await wp.lost is None
+        closed = [r.getMessage() for r in caplog.records if "was closed by peer" in r.getMessage()]
+        assert len(closed) == 2
+        assert any(f"fd={r}" in m for m in closed) and any(f"fd={w2}" in m for m in closed)
+
+    run(loop, main())
+
+
 # -- writing -------------------------------------------------------------------------------
 
 
@@ -655,3 +675,20 @@ def test_no_descriptor_leak(loop, tmp_path, fds):
         assert fd_count() == before
 
     run(loop, main(), timeout=20)
+
+
+def test_native_write_needs_the_shared_slot_offset(pyloop_module):
+    # The native write() finds a transport's StreamIO at one offset, shared by every class
+    # it is installed on: a class with its `_io` elsewhere is refused, and nothing changes.
+    from data_bridge.pyloop import _pyloop
+    from data_bridge.pyloop._pipes import PipeWriteTransport
+    from data_bridge.pyloop._transport import SocketTransport
+
+    class Misplaced:
+        __slots__ = ("a", "b", "c", "d", "e", "f", "g", "_io")
+
+    with pytest.raises(TypeError, match="offset"):
+        _pyloop.install_stream_methods(Misplaced)
+    assert "write" not in vars(Misplaced)
+    assert vars(PipeWriteTransport)["write"].__doc__ == vars(SocketTransport)["write"].__doc__
+
