@@ -10,6 +10,7 @@
 #include "stream_io_object.hpp"
 
 #include <climits>
+#include <cstring>
 #include <new>
 
 #include "module_state.hpp"
@@ -54,19 +55,26 @@ namespace {
 
 stream_io_object* owner_io(void* owner) noexcept { return as_stream_io(owner); }
 
-// A protocol callback (or the read itself) failed: as asyncio's transport does, the error
-// goes to _fatal_error with `message`, unless it is SystemExit or KeyboardInterrupt, which
-// stay pending and leave the loop. True when handled.
-bool protocol_failed(stream_io_object* io, const char* message) noexcept {
+// The read failed, or a protocol callback inside it: the transport's method `name` (its
+// _fatal_error or its _protocol_error) gets the error and `message`, as asyncio's transport
+// handles it, unless it is SystemExit or KeyboardInterrupt, which stay pending and leave the
+// loop. True when handled.
+bool transport_failed(stream_io_object* io, PyObject* name, const char* message) noexcept {
   if (exiting_exception_pending()) return false;
   nb::object exc = take_exception();
   nb::object text = nb::steal(PyUnicode_FromString(message));
   if (!text.is_valid()) return false;
   PyObject* argv[] = {io->transport.ptr(), exc.ptr(), text.ptr()};
   if (argv[0] == nullptr) return true;  // detached
-  nb::object done = nb::steal(PyObject_VectorcallMethod(
-      state().str_fatal_error.ptr(), argv, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
+  nb::object done = nb::steal(
+      PyObject_VectorcallMethod(name, argv, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
   return done.is_valid();
+}
+
+// A protocol callback failed: a socket transport treats it as fatal; asyncio's read pipe
+// transport reports it as its read handle's exception and goes on reading.
+bool protocol_failed(stream_io_object* io, const char* message) noexcept {
+  return transport_failed(io, state().str_protocol_error.ptr(), message);
 }
 
 // Calls protocol.<name>(arg) by vectorcall. The protocol is held for the call: a method written
@@ -129,8 +137,12 @@ bool on_eof_received(void* owner) noexcept {
 }
 
 bool on_read_failed(void* owner, int error) noexcept {
+  stream_io_object* io = owner_io(owner);
   set_os_error(error);
-  return protocol_failed(owner_io(owner), "Fatal read error on socket transport");
+  return transport_failed(io, state().str_fatal_error.ptr(),
+                          io->kind == descriptor_kind::socket
+                              ? "Fatal read error on socket transport"
+                              : "Fatal read error on pipe transport");
 }
 
 bool on_enter(void* owner) noexcept {
@@ -176,14 +188,30 @@ bool on_leave(void* owner) noexcept {
 
 // -- the StreamIO type -------------------------------------------------------------------
 
+// The `kind` argument: "socket" (recv/send, the default) or "stream" (read/write).
+bool parse_kind(const char* name, descriptor_kind& kind) noexcept {
+  if (std::strcmp(name, "socket") == 0) {
+    kind = descriptor_kind::socket;
+  } else if (std::strcmp(name, "stream") == 0) {
+    kind = descriptor_kind::stream;
+  } else {
+    PyErr_Format(PyExc_ValueError, "StreamIO kind must be 'socket' or 'stream', not '%s'", name);
+    return false;
+  }
+  return true;
+}
+
 PyObject* stream_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   PyObject *loop, *transport;
   int fd;
-  static const char* keywords[] = {"loop", "fd", "transport", nullptr};
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiO:StreamIO", const_cast<char**>(keywords),
-                                   &loop, &fd, &transport)) {
+  const char* kind_name = "socket";
+  static const char* keywords[] = {"loop", "fd", "transport", "kind", nullptr};
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiO|s:StreamIO", const_cast<char**>(keywords),
+                                   &loop, &fd, &transport, &kind_name)) {
     return nullptr;
   }
+  descriptor_kind kind;
+  if (!parse_kind(kind_name, kind)) return nullptr;
   if (!PyObject_TypeCheck(loop, state().loop_type)) {
     PyErr_SetString(PyExc_TypeError, "StreamIO() needs a PyLoop");
     return nullptr;
@@ -202,8 +230,9 @@ PyObject* stream_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   new (&io->protocol) nb::object();
   new (&io->context) nb::object();
   io->lent = Py_buffer{};
-  new (&io->writer) stream_writer(driver, fd, descriptor_kind::socket, stream_io_writer_events, self);
-  new (&io->reader) stream_reader(driver, fd, descriptor_kind::socket, stream_io_reader_events, self);
+  io->kind = kind;
+  new (&io->writer) stream_writer(driver, fd, kind, stream_io_writer_events, self);
+  new (&io->reader) stream_reader(driver, fd, kind, stream_io_reader_events, self);
   return self;
 }
 
@@ -348,6 +377,8 @@ int set_bool(PyObject* value, bool& field) {
   return 0;
 }
 
+PyObject* get_closing(PyObject* self, void*) { return PyBool_FromLong(as_stream_io(self)->closing); }
+int set_closing(PyObject* self, PyObject* value, void*) { return set_bool(value, as_stream_io(self)->closing); }
 PyObject* get_eof(PyObject* self, void*) { return PyBool_FromLong(as_stream_io(self)->eof); }
 int set_eof(PyObject* self, PyObject* value, void*) { return set_bool(value, as_stream_io(self)->eof); }
 PyObject* get_blocked(PyObject* self, void*) { return PyBool_FromLong(as_stream_io(self)->blocked); }
@@ -368,6 +399,7 @@ PyMethodDef stream_io_methods[] = {
 
 PyGetSetDef stream_io_getset[] = {
     {"lost", get_lost, set_lost, "Writes after the connection was lost.", nullptr},
+    {"closing", get_closing, set_closing, "A pipe transport is closing: writes are dropped and counted.", nullptr},
     {"eof", get_eof, set_eof, "write_eof() was called: writes are refused.", nullptr},
     {"blocked", get_blocked, set_blocked, "A sendfile is in progress: writes are refused.", nullptr},
     {"fd", get_fd, nullptr, "The transport's descriptor.", nullptr},
@@ -384,7 +416,7 @@ PyType_Slot stream_io_slots[] = {
     {Py_tp_clear, reinterpret_cast<void*>(stream_io_clear)},
     {Py_tp_methods, stream_io_methods},
     {Py_tp_getset, stream_io_getset},
-    {Py_tp_doc, const_cast<char*>("StreamIO(loop, fd, transport): a stream transport's native reader and writer.")},
+    {Py_tp_doc, const_cast<char*>("StreamIO(loop, fd, transport, kind='socket'): a stream transport's native reader and writer.")},
     {0, nullptr},
 };
 
