@@ -1,8 +1,10 @@
 """benchmarks/net/net_report.py — medians, ratios, fractions of the C floor, tables.
 
 Three tables: echo requests/s (with the ratios and each loop's fraction of the C epoll floor),
-echo MiB/s, and HTTP requests/s (with the ratios). Plain text or Markdown. The ratios are
-asyncio's to uvloop's, then PyLoop's to each other loop's (uvloop, rloop, the baseline build).
+echo MiB/s, and HTTP requests/s (with the ratios); run_io.py's rows (kind "io": UDP,
+subprocesses, pipes, TLS) make a fourth, each row in its own unit. Plain text or Markdown.
+The ratios are asyncio's to uvloop's, then PyLoop's to each other loop's (uvloop, rloop, the
+baseline build).
 """
 
 import statistics
@@ -41,6 +43,8 @@ def summarize(rows, results, floors, available):
     summary = []
     for name, spec in rows:
         entry = {"scenario": name, "kind": spec["kind"], "loops": {}}
+        if spec.get("unit"):
+            entry["unit"] = spec["unit"]
         if spec["kind"] == "echo":
             entry.update(size=spec["size"], conns=spec["conns"])
             floor = floors.get((spec["size"], spec["conns"]))
@@ -113,6 +117,7 @@ def tables(summary):
     """[(title, header, rows)] for the sections that have rows."""
     echo = [entry for entry in summary if entry["kind"] == "echo"]
     http = [entry for entry in summary if entry["kind"] == "http"]
+    io = [entry for entry in summary if entry["kind"] == "io"]
     loops = list(columns())
     ratios = [f"{top}/{bottom}" for top, bottom in ratio_pairs()]
     out = []
@@ -137,7 +142,28 @@ def tables(summary):
                 for entry in http]
         out.append(("HTTP/1.1 keep-alive, requests/s from wrk (median ± largest deviation); "
                     "ratios", header, rows))
+    if io:
+        header = ["scenario", "unit"] + loops + ratios
+        rows = [[entry["scenario"], entry.get("unit", "")]
+                + [_rate_cell(entry["loops"].get(loop)) for loop in loops]
+                + [_ratio(entry["ratios"][ratio]) for ratio in ratios]
+                for entry in io]
+        out.append(("UDP, subprocesses, pipes, TLS: operations/s (median ± largest "
+                    "deviation); ratios", header, rows))
     return out
+
+
+def not_available_notes(summary):
+    """One line per n/a or failed cell: row, loop, and the reason (the error's own words)."""
+    notes = []
+    for entry in summary:
+        for loop, cell in entry["loops"].items():
+            if cell["na"] or cell["error"]:
+                reason = (cell["detail"] or "").strip().splitlines()[-1:] or [""]
+                status = f"n/a ({cell['na']})" if cell["na"] else f"FAIL: {cell['error']}"
+                notes.append(f"{entry['scenario']} on {loop}: {status}"
+                             + (f" -- {reason[0]}" if reason[0] and cell["na"] else ""))
+    return notes
 
 
 def render_text(header_lines, summary):
