@@ -31,6 +31,7 @@ C_PROGRAMS = {
     "tls_echo_client": ("echo_client.c", ("-DECHO_TLS", "-lssl", "-lcrypto")),
 }
 TCP_PROGRAMS = ("echo_client", "epoll_echo_server", "paired_client")  # what run.py needs
+TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/PID/stat's CPU times
 COMMON_HEADER = os.path.join(HERE, "client_common.h")  # included by the clients
 
 # How each loop is named on uvicorn's command line (--loop). uvicorn >= 0.36 imports any
@@ -201,6 +202,13 @@ def not_implemented_line(text):
     return None
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
+
+
 def pin_to(cpus):
     """A preexec_fn that keeps the child on `cpus` (None when `cpus` is None)."""
     if cpus is None:
@@ -344,12 +352,15 @@ def run_echo_client(programs, server, conns, size, duration, warmup, stall=5.0,
                     program="echo_client", extra=(), cpus=None):
     """One timed run of echo_client (or `program`, e.g. tls_echo_client, with `extra`
     arguments such as --udp) against `server`, on `cpus` if given; returns its JSON answer
-    (rps, ...) plus client_cpu: the client's CPU time over its wall time (1.0: one core busy).
+    (rps, ...) plus client_cpu: the client's CPU time over its wall time (1.0: one core busy),
+    and server_cpu_s: the CPU seconds the server spent meanwhile (warm-up and connecting
+    included, as in total_requests; in 1/SC_CLK_TCK steps, 10 ms on Linux).
     """
     command = [programs[program], "--host", HOST, "--port", str(server.port),
                "--conns", str(conns), "--size", str(size), "--duration", f"{duration:g}",
                "--warmup", f"{warmup:g}", "--stall", f"{stall:g}", *extra]
     limit = warmup + duration + 2 * stall + 10
+    server_before = cpu_seconds(server.proc.pid)
     before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=limit,
@@ -359,6 +370,10 @@ def run_echo_client(programs, server, conns, size, duration, warmup, stall=5.0,
     # The servers are still running (not reaped), so the children's usage that grew is the
     # client's.
     after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - started
+    try:
+        server_spent = cpu_seconds(server.proc.pid) - server_before
+    except OSError:  # the server is gone: check() below says why
+        server_spent = None
     lines = done.stdout.strip().splitlines()
     try:
         answer = json.loads(lines[-1]) if lines else {}
@@ -370,6 +385,7 @@ def run_echo_client(programs, server, conns, size, duration, warmup, stall=5.0,
     server.check()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     answer["client_cpu"] = cpu / wall if wall > 0 else None
+    answer["server_cpu_s"] = server_spent
     return answer
 
 

@@ -93,7 +93,7 @@ def select_rows(patterns, rows=None):
     return [(name, spec) for name, spec in rows if name in chosen]
 
 
-def add_run_options(parser, prefixes, glob, load):
+def add_run_options(parser, prefixes, glob, load, quick_duration=0.04):
     """--quick, --scenarios, --repeats, --duration and --warmup (defaults set by
     quick_defaults). `prefixes` and `glob` are examples of --scenarios; `load` names the rows
     the client's --duration and --warmup apply to."""
@@ -105,7 +105,8 @@ def add_run_options(parser, prefixes, glob, load):
     parser.add_argument("--repeats", type=int,
                         help="runs per cell, median reported (default 5, quick 3)")
     parser.add_argument("--duration", type=float, metavar="SECONDS",
-                        help=f"{load}: timed seconds per run (default 0.3, quick 0.04)")
+                        help=f"{load}: timed seconds per run (default 0.3, quick "
+                             f"{quick_duration:g})")
     parser.add_argument("--warmup", type=float, metavar="SECONDS",
                         help=f"{load}: untimed seconds before each run (default 0.1, quick 0.02)")
 
@@ -160,8 +161,9 @@ def log(message):
 
 
 def new_cell():
-    return {"rates": [], "mib": [], "requests": [], "client_cpu": [], "error": None, "na": None,
-            "detail": None}
+    # client_cpu: the client's share of a core; server_us: server CPU µs per request.
+    return {"rates": [], "mib": [], "requests": [], "client_cpu": [], "server_us": [],
+            "error": None, "na": None, "detail": None}
 
 
 def settled(cell):
@@ -327,6 +329,9 @@ class Bench:
                     cell["mib"].append(answer["mib_per_s"])
                     cell["requests"].append(answer["requests"])
                     cell["client_cpu"].append(answer["client_cpu"])
+                    if answer["server_cpu_s"] is not None and answer.get("total_requests"):
+                        cell["server_us"].append(
+                            answer["server_cpu_s"] * 1e6 / answer["total_requests"])
                     self.progress(label(participant, name, spec),
                                   f"{net_report.fmt_rate(answer['rps'])} {unit}, "
                                   f"{net_report.fmt_mib(answer['mib_per_s'])} MiB/s, client "

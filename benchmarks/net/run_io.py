@@ -30,13 +30,16 @@ The TLS certificate is made for the run by the openssl command, in a temporary d
 removed at the end.
 
 Repeats are interleaved round-robin (repeat 1 of every cell on every loop, then repeat 2,
-...), the loop order rotated each repeat; each cell reports the median, and the table
-gives PyLoop's ratio to uvloop and to rloop. A loop that raises NotImplementedError (PyLoop
-while these features land, rloop for TLS servers) gets "n/a (NotImplementedError)" with the
-method named under the table, and is not retried. Exit status as net/run.py's: 0 when every
-cell was measured or n/a by NotImplementedError; 1 when a cell failed or a requirement (cc,
-OpenSSL's headers, openssl) is missing, or with --strict when a cell is n/a; 2 when
---require-pyloop was given and PyLoop could not be loaded, or --baseline could not be loaded.
+...), the loop order rotated each repeat; each cell reports the median, and the table gives
+PyLoop's ratio to uvloop and to rloop. A second table gives the UDP and TLS servers' CPU time
+per operation (user + system from /proc/PID/stat during the client's run, over the operations
+it completed: cost.py's measure), which a busy neighbour on a shared machine disturbs less
+than the rates. A loop that raises NotImplementedError (PyLoop while these features land,
+rloop for TLS servers) gets "n/a (NotImplementedError)" with the method named under the
+table, and is not retried. Exit status as net/run.py's: 0 when every cell was measured or n/a
+by NotImplementedError; 1 when a cell failed or a requirement (cc, OpenSSL's headers,
+openssl) is missing, or with --strict when a cell is n/a; 2 when --require-pyloop was given
+and PyLoop could not be loaded, or --baseline could not be loaded.
 """
 
 import argparse
@@ -86,7 +89,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="UDP, subprocess, pipe and TLS benchmarks: asyncio vs uvloop vs rloop vs "
                     "PyLoop, side by side.")
-    net_run.add_run_options(parser, "udp_echo, tls_echo, pipe_cat", "tls_echo/*", "UDP and TLS")
+    net_run.add_run_options(parser, "udp_echo, tls_echo, pipe_cat", "tls_echo/*", "UDP and TLS",
+                            quick_duration=0.1)
     parser.add_argument("--target", type=float, metavar="SECONDS",
                         help="subprocess and pipe rows: length of one timed run (default "
                              "0.3, quick 0.05)")
@@ -96,7 +100,9 @@ def parse_args(argv):
     net_run.add_report_options(parser)
     args = parser.parse_args(argv)
     loops.use_baseline_option(parser, args)
-    net_run.quick_defaults(args, repeats=(5, 3), duration=(0.3, 0.04), warmup=(0.1, 0.02),
+    # --quick's UDP and TLS windows are longer than run.py's 0.04 s: a server descheduled
+    # for that long on a busy 2-core machine completed nothing in the window (a FAIL).
+    net_run.quick_defaults(args, repeats=(5, 3), duration=(0.3, 0.1), warmup=(0.1, 0.02),
                            target=(0.3, 0.05))
     if args.repeats < 1 or args.duration <= 0 or args.warmup < 0 or args.target <= 0:
         parser.error("counts and durations must be positive")
