@@ -28,13 +28,14 @@ def _stats(values):
 
 
 def summarize_cell(cell):
-    """Add median, spread, MiB/s median and server CPU µs median to one cell's samples."""
+    """Add median, spread, MiB/s median and CPU µs per operation median to one cell's
+    samples."""
     median, spread = _stats(cell["rates"]) if not (cell["error"] or cell["na"]) else (None, None)
     mib, _ = _stats(cell["mib"]) if median is not None and cell["mib"] else (None, None)
-    cost, cost_spread = (_stats(cell["server_us"]) if median is not None and cell.get("server_us")
-                         else (None, None))
-    return dict(cell, median=median, spread=spread, mib_median=mib, server_us_median=cost,
-                server_us_spread=cost_spread)
+    cost, cost_spread = (_stats(cell["cpu_us"]) if median is not None and cell.get("cpu_us")
+                         else (None, None))  # CPU µs per operation
+    return dict(cell, median=median, spread=spread, mib_median=mib, cpu_us_median=cost,
+                cpu_us_spread=cost_spread)
 
 
 def summarize(rows, results, floors, available):
@@ -61,8 +62,8 @@ def summarize(rows, results, floors, available):
             base = entry["loops"].get(bottom, {}).get("median")
             entry["ratios"][f"{top}/{bottom}"] = value / base if value and base else None
             # The same sense for CPU per request: above 1, `top` spends less than `bottom`.
-            cost = entry["loops"].get(top, {}).get("server_us_median")
-            base_cost = entry["loops"].get(bottom, {}).get("server_us_median")
+            cost = entry["loops"].get(top, {}).get("cpu_us_median")
+            base_cost = entry["loops"].get(bottom, {}).get("cpu_us_median")
             entry["cost_ratios"][f"{top}/{bottom}"] = (base_cost / cost if cost and base_cost
                                                       else None)
         if spec["kind"] == "echo":
@@ -158,27 +159,28 @@ def tables(summary):
                 for entry in io]
         out.append(("UDP, subprocesses, pipes, TLS: operations/s (median ± largest "
                     "deviation); ratios", header, rows))
-        served = [entry for entry in io if any(
-            cell.get("server_us_median") for cell in entry["loops"].values())]
-        if served:
-            header = ["server CPU per op", "unit"] + loops + ratios
+        costed = [entry for entry in io if any(
+            cell.get("cpu_us_median") for cell in entry["loops"].values())]
+        if costed:
+            header = ["CPU per operation", "unit"] + loops + ratios
             rows = [[entry["scenario"], "µs/op"]
                     + [_cost_cell(entry["loops"].get(loop)) for loop in loops]
                     + [_ratio(entry["cost_ratios"][ratio]) for ratio in ratios]
-                    for entry in served]
-            out.append(("The servers' CPU time per operation (user + system, µs, median ± "
-                        "largest deviation); ratios in the sense of the rates: above 1, the "
-                        "first loop spends less", header, rows))
+                    for entry in costed]
+            out.append(("CPU time per operation (user + system, µs, median ± largest "
+                        "deviation): the server process's for UDP and TLS, the worker's with "
+                        "the children it reaped for subprocess and pipe rows; ratios in the "
+                        "sense of the rates: above 1, the first loop spends less", header, rows))
     return out
 
 
 def _cost_cell(cell):
     status = _status(cell)
-    if status or cell["server_us_median"] is None:
+    if status or cell["cpu_us_median"] is None:
         return status or "-"
-    spread = cell["server_us_spread"]
-    return f"{cell['server_us_median']:.1f}" + (
-        f" ±{spread * 100:.0f}%" if spread is not None and len(cell["server_us"]) > 1 else "")
+    spread = cell["cpu_us_spread"]
+    return f"{cell['cpu_us_median']:.1f}" + (
+        f" ±{spread * 100:.0f}%" if spread is not None and len(cell["cpu_us"]) > 1 else "")
 
 
 def not_available_notes(summary):

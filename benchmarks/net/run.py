@@ -161,8 +161,8 @@ def log(message):
 
 
 def new_cell():
-    # client_cpu: the client's share of a core; server_us: server CPU µs per request.
-    return {"rates": [], "mib": [], "requests": [], "client_cpu": [], "server_us": [],
+    # client_cpu: the client's share of a core; cpu_us: the server's CPU µs per request.
+    return {"rates": [], "mib": [], "requests": [], "client_cpu": [], "cpu_us": [],
             "error": None, "na": None, "detail": None}
 
 
@@ -330,7 +330,7 @@ class Bench:
                     cell["requests"].append(answer["requests"])
                     cell["client_cpu"].append(answer["client_cpu"])
                     if answer["server_cpu_s"] is not None and answer.get("total_requests"):
-                        cell["server_us"].append(
+                        cell["cpu_us"].append(
                             answer["server_cpu_s"] * 1e6 / answer["total_requests"])
                     self.progress(label(participant, name, spec),
                                   f"{net_report.fmt_rate(answer['rps'])} {unit}, "

@@ -31,10 +31,11 @@ removed at the end.
 
 Repeats are interleaved round-robin (repeat 1 of every cell on every loop, then repeat 2,
 ...), the loop order rotated each repeat; each cell reports the median, and the table gives
-PyLoop's ratio to uvloop and to rloop. A second table gives the UDP and TLS servers' CPU time
-per operation (user + system from /proc/PID/stat during the client's run, over the operations
-it completed: cost.py's measure), which a busy neighbour on a shared machine disturbs less
-than the rates. A loop that raises NotImplementedError (PyLoop while these features land,
+PyLoop's ratio to uvloop and to rloop. A second table gives the CPU time per operation, which
+a busy neighbour on a shared machine disturbs less than the rates: for UDP and TLS the
+server's (user + system from /proc/PID/stat during the client's run, over the operations it
+completed: cost.py's measure), for the subprocess and pipe rows the worker's together with the
+children it reaped (so a cheaper spawn path, or cat's work, counts). A loop that raises NotImplementedError (PyLoop while these features land,
 rloop for TLS servers) gets "n/a (NotImplementedError)" with the method named under the
 table, and is not retried. Exit status as net/run.py's: 0 when every cell was measured or n/a
 by NotImplementedError; 1 when a cell failed or a requirement (cc, OpenSSL's headers,
@@ -202,6 +203,7 @@ class IOBench(net_run.Bench):
                 else:
                     cell["rates"].append(answer["rate"])
                     cell["requests"].append(answer["ops"])
+                    cell["cpu_us"].append(answer["cpu_us"])
                     self.progress(label, f"{net_report.fmt_rate(answer['rate'])} {spec['unit']}"
                                          f" ({answer['ops']} in {answer['seconds']:.2f} s)")
 
