@@ -95,7 +95,8 @@ def make_certificate(directory):
     openssl command in `directory`: (certfile, keyfile). Raises Unavailable without openssl."""
     openssl = shutil.which("openssl")
     if not openssl:
-        raise Unavailable("no openssl", "the openssl command is missing: apt-get install -y openssl")
+        raise Unavailable("no openssl",
+                          "the openssl command is missing: apt-get install -y openssl")
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     done = subprocess.run(
         [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",

@@ -468,7 +468,8 @@ def main(argv=None):
 
 
 def exit_status(bench, args, loop_info):
-    """Say on stderr what failed, was missing or n/a; return the exit status (the module docstring says which)."""
+    """Say on stderr what failed, was missing or n/a; return the exit status (the module's
+    docstring lists them)."""
     cells = [(name, loop, cell) for name in bench.results
              for loop, cell in bench.results[name].items()]
     cells += [(f"floor {size}/{conns}", net_report.FLOOR, cell)

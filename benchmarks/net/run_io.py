@@ -1,4 +1,4 @@
-"""benchmarks/net/run_io.py — UDP, subprocesses, pipes and TLS on asyncio, uvloop, rloop and PyLoop.
+"""benchmarks/net/run_io.py — UDP, subprocesses, pipes, TLS: asyncio, uvloop, rloop, PyLoop.
 
     python benchmarks/net/run_io.py                  # full run: 5 interleaved repeats per cell
     python benchmarks/net/run_io.py --quick          # CI smoke run, well under a minute
@@ -35,12 +35,13 @@ PyLoop's ratio to uvloop and to rloop. A second table gives the CPU time per ope
 a busy neighbour on a shared machine disturbs less than the rates: for UDP and TLS the
 server's (user + system from /proc/PID/stat during the client's run, over the operations it
 completed: cost.py's measure), for the subprocess and pipe rows the worker's together with the
-children it reaped (so a cheaper spawn path, or cat's work, counts). A loop that raises NotImplementedError (PyLoop while these features land,
-rloop for TLS servers) gets "n/a (NotImplementedError)" with the method named under the
-table, and is not retried. Exit status as net/run.py's: 0 when every cell was measured or n/a
-by NotImplementedError; 1 when a cell failed or a requirement (cc, OpenSSL's headers,
-openssl) is missing, or with --strict when a cell is n/a; 2 when --require-pyloop was given
-and PyLoop could not be loaded, or --baseline could not be loaded.
+children it reaped (so a cheaper spawn path, or cat's work, counts). A loop that raises
+NotImplementedError (PyLoop while these features land, rloop for TLS servers) gets
+"n/a (NotImplementedError)" with the method named under the table, and is not retried. Exit
+status as net/run.py's: 0 when every cell was measured or n/a by NotImplementedError; 1 when a
+cell failed or a requirement (cc, OpenSSL's headers, openssl) is missing, or with --strict when
+a cell is n/a; 2 when --require-pyloop was given and PyLoop could not be loaded, or --baseline
+could not be loaded.
 """
 
 import argparse
