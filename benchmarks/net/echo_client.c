@@ -26,7 +26,8 @@
  *               [--warmup S] [--max-requests K] [--stall S] [--no-verify] [--udp]
  *   tls_echo_client ... [--ca FILE]   (no --udp)
  *
- * Prints one JSON line on stdout:
+ * Prints {"connected": N} on stdout once every connection is made (and its TLS handshake
+ * done), so a harness can start measuring the server then, and at the end one JSON line:
  *   {"requests": ..., "seconds": ..., "rps": ..., "mib_per_s": ..., ...}
  * where mib_per_s counts the payload echoed back (one direction) in MiB (2^20 bytes).
  * On failure prints {"error": "..."} and exits with status 1.
@@ -330,6 +331,8 @@ int main(int argc, char **argv)
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
             fail("epoll_ctl: %s", strerror(errno));
     }
+    printf("{\"connected\": %d}\n", opt.conns);
+    fflush(stdout);
 
     const double started = now();
     const double count_from = started + opt.warmup;

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import resource
+import select
 import shutil
 import socket
 import ssl
@@ -354,40 +355,68 @@ def run_echo_client(programs, server, conns, size, duration, warmup, stall=5.0,
     """One timed run of echo_client (or `program`, e.g. tls_echo_client, with `extra`
     arguments such as --udp) against `server`, on `cpus` if given; returns its JSON answer
     (rps, ...) plus client_cpu: the client's CPU time over its wall time (1.0: one core busy),
-    and server_cpu_s: the CPU seconds the server spent meanwhile (warm-up and connecting
-    included, as in total_requests; in 1/SC_CLK_TCK steps, 10 ms on Linux).
+    and server_cpu_s: the CPU seconds the server spent from the moment the client reported its
+    connections made (TLS handshakes done) to its end: the warm-up is included, as in
+    total_requests; in 1/SC_CLK_TCK steps, 10 ms on Linux.
     """
     command = [programs[program], "--host", HOST, "--port", str(server.port),
                "--conns", str(conns), "--size", str(size), "--duration", f"{duration:g}",
                "--warmup", f"{warmup:g}", "--stall", f"{stall:g}", *extra]
     limit = warmup + duration + 2 * stall + 10
-    server_before = cpu_seconds(server.proc.pid)
     before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    client = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              bufsize=0, preexec_fn=pin_to(cpus))
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=limit,
-                              preexec_fn=pin_to(cpus))
+        head = _first_line(client, limit)  # {"connected": N}, or the error that stopped it
+        server_before = _cpu_or_none(server)
+        out, err = client.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
+        client.kill()
+        client.communicate()
         raise server.failure(f"{program} still running after {limit:g} s") from None
     # The servers are still running (not reaped), so the children's usage that grew is the
     # client's.
     after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - started
-    try:
-        server_spent = cpu_seconds(server.proc.pid) - server_before
-    except OSError:  # the server is gone: check() below says why
-        server_spent = None
-    lines = done.stdout.strip().splitlines()
+    server_after = _cpu_or_none(server)
+    server_spent = (server_after - server_before
+                    if server_before is not None and server_after is not None else None)
+    lines = (head + out).decode(errors="replace").strip().splitlines()
     try:
         answer = json.loads(lines[-1]) if lines else {}
     except json.JSONDecodeError:
         answer = {}
-    if done.returncode != 0 or "rps" not in answer:
-        reason = answer.get("error") or (done.stderr.strip() or f"status {done.returncode}")
+    if client.returncode != 0 or "rps" not in answer:
+        reason = answer.get("error") or (err.decode(errors="replace").strip()
+                                         or f"status {client.returncode}")
         raise server.failure(f"{program}: {reason}")
     server.check()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     answer["client_cpu"] = cpu / wall if wall > 0 else None
     answer["server_cpu_s"] = server_spent
     return answer
+
+
+def _first_line(proc, timeout):
+    """The bytes `proc` wrote on stdout up to its first newline (or its end), read from the
+    unbuffered pipe so that communicate() finds the rest. TimeoutExpired after `timeout`."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _cpu_or_none(server):
+    try:
+        return cpu_seconds(server.proc.pid)
+    except OSError:  # the server is gone: check() says why
+        return None
 
 
 _WRK_RATE = re.compile(r"Requests/sec:\s+([0-9.]+)")

@@ -33,8 +33,8 @@ Repeats are interleaved round-robin (repeat 1 of every cell on every loop, then 
 ...), the loop order rotated each repeat; each cell reports the median, and the table gives
 PyLoop's ratio to uvloop and to rloop. A second table gives the CPU time per operation, which
 a busy neighbour on a shared machine disturbs less than the rates: for UDP and TLS the
-server's (user + system from /proc/PID/stat during the client's run, over the operations it
-completed: cost.py's measure), for the subprocess and pipe rows the worker's together with the
+server's (user + system from /proc/PID/stat from the client's connections made, TLS
+handshakes done, to its end, over the operations it completed: cost.py's measure), for the subprocess and pipe rows the worker's together with the
 children it reaped (so a cheaper spawn path, or cat's work, counts). A loop that raises
 NotImplementedError (PyLoop while these features land, rloop for TLS servers) gets
 "n/a (NotImplementedError)" with the method named under the table, and is not retried. Exit
