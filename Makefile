@@ -1,5 +1,5 @@
 # Makefile — the project's commands. `make main` and `make test` are the README's two commands.
-.PHONY: setup build main demo bench bench-net bench-quick test test-python test-cpp test-checks test-versions \
+.PHONY: setup build main demo bench bench-net bench-io bench-quick test test-python test-cpp test-checks test-versions \
         conformance conformance-update sanitize clean
 
 PY := .venv/bin/python
@@ -12,13 +12,15 @@ build: setup
 
 # The main job: an example asyncio program on PyLoop, then the side-by-side benchmark tables
 # (the core loop, then networking: TCP echo and HTTP against the machine's C floor, then
-# echo at 1 and 10 connections compared request by request).
+# echo at 1 and 10 connections compared request by request, then UDP, subprocesses, pipes
+# and TLS).
 main: setup
 	$(PY) examples/hello_pyloop.py
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/net/run.py
 	$(PY) benchmarks/net/paired.py --pin split --duration 5
 	$(PY) benchmarks/net/paired.py --pin split --duration 5 --conns 10
+	$(PY) benchmarks/net/run_io.py
 
 demo: setup
 	$(PY) examples/hello_pyloop.py
@@ -30,10 +32,16 @@ bench-net: setup
 	$(PY) benchmarks/net/run.py
 	$(PY) benchmarks/net/paired.py --pin split --duration 5
 	$(PY) benchmarks/net/paired.py --pin split --duration 5 --conns 10
+	$(PY) benchmarks/net/run_io.py
+
+# UDP echo, subprocess spawn, cat pipe round trips, TLS echo (issue 10).
+bench-io: setup
+	$(PY) benchmarks/net/run_io.py
 
 bench-quick: setup
 	$(PY) benchmarks/run.py --quick
 	$(PY) benchmarks/net/run.py --quick
+	$(PY) benchmarks/net/run_io.py --quick
 
 # Every test: the C++ core (GoogleTest), the behaviour suite on asyncio and PyLoop, the
 # structural and leak checks, CPython's asyncio suite on PyLoop against its expectations, and

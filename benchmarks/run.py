@@ -68,15 +68,18 @@ def parse_args(argv):
     return args
 
 
-def call_worker(arguments, deadline):
+def call_worker(arguments, deadline, cpus=None):
     """Run worker.py with `arguments` in a fresh interpreter; return its JSON answer.
 
     A worker still running after `deadline` seconds dumps its stack and exits (faulthandler);
-    the answer is then {"error": ..., "detail": ...} like any other failure.
+    the answer is then {"error": ..., "detail": ...} like any other failure. `cpus`: the CPUs
+    the worker, and every process it starts, may run on (default: any).
     """
     command = [sys.executable, "-B", WORKER, "--deadline", f"{deadline:g}", *map(str, arguments)]
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=deadline + 30)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=deadline + 30,
+                              preexec_fn=pin)
     except subprocess.TimeoutExpired as exc:
         return {"error": f"killed after {deadline + 30:.0f} s", "detail": str(exc.stderr or "")}
     lines = done.stdout.strip().splitlines()

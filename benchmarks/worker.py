@@ -15,6 +15,7 @@ import faulthandler
 import gc
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -33,8 +34,16 @@ def _loop_error(context):
     return RuntimeError(f"loop reported an error: {context.get('message')} ({detail})")
 
 
+def _cpu_seconds():
+    """CPU seconds (user + system) of this process and of the children it has reaped."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def timed(make_loop, fn, size):
-    """Run fn(loop, size) on a fresh loop; return (ops, seconds). Loop errors fail the run."""
+    """Run fn(loop, size) on a fresh loop; return (ops, seconds, CPU seconds of the process
+    and the children it reaped meanwhile). Loop errors fail the run."""
     loop = make_loop()
     loop.set_debug(False)  # PYTHONASYNCIODEBUG in the environment must not slow one column
     errors = []
@@ -47,6 +56,7 @@ def timed(make_loop, fn, size):
     loop.set_exception_handler(on_error)
     try:
         gc.collect()
+        cpu_start = _cpu_seconds()
         start = time.perf_counter()
         try:
             ops = fn(loop, size)
@@ -55,13 +65,14 @@ def timed(make_loop, fn, size):
                 raise _loop_error(errors[0]) from None
             raise
         elapsed = time.perf_counter() - start
+        cpu = _cpu_seconds() - cpu_start
         if errors:
             raise _loop_error(errors[0])
     finally:
         loop.close()
     if not isinstance(ops, int) or ops <= 0:
         raise RuntimeError(f"scenario returned {ops!r} operations")
-    return ops, elapsed
+    return ops, elapsed, cpu
 
 
 def probe(loop_name):
@@ -88,7 +99,7 @@ def calibrate(loop_name, row, target):
     fn, min_size = scenarios.lookup(row)
     size = min_size
     while True:
-        ops, elapsed = timed(make_loop, fn, size)
+        ops, elapsed, _ = timed(make_loop, fn, size)
         if elapsed >= target / 4 or ops >= 10**9:
             break
         size = int(ops * min(16.0, max(2.0, (target / 3) / max(elapsed, 1e-6))))
@@ -107,8 +118,10 @@ def measure(loop_name, row, size, target):
         timed(make_loop, fn, max(min_size, size // 10))
     else:
         size = calibrate(loop_name, row, target)["size"]
-    ops, elapsed = timed(make_loop, fn, size)
-    return {"size": size, "ops": ops, "seconds": elapsed, "rate": ops / elapsed}
+    ops, elapsed, cpu = timed(make_loop, fn, size)
+    # cpu_us: CPU µs per operation, the children the scenario started and reaped included.
+    return {"size": size, "ops": ops, "seconds": elapsed, "rate": ops / elapsed,
+            "cpu_us": cpu * 1e6 / ops}
 
 
 def main(argv=None):

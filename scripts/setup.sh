@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# wrk loads the HTTP benchmarks (benchmarks/net).
-APT_PACKAGES=(g++ make cmake ninja-build libasio-dev libgtest-dev wrk)
+# wrk loads the HTTP benchmarks (benchmarks/net); libssl-dev builds the TLS benchmark's C
+# client and openssl makes its certificate at run time (benchmarks/net/run_io.py).
+APT_PACKAGES=(g++ make cmake ninja-build libasio-dev libgtest-dev wrk libssl-dev openssl)
 
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -29,22 +29,12 @@ import harness  # noqa: E402
 import loops  # noqa: E402  (benchmarks/loops.py)
 
 STYLES = ("sock", "streams", "protocol", "buffered")
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """User + system CPU seconds of process `pid` (all its threads) so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
 
 
 def measured_run(programs, server, args):
     """One client run; returns (requests, server CPU seconds spent during it)."""
-    before = cpu_seconds(server.proc.pid)
     answer = harness.run_echo_client(programs, server, args.conns, args.size, args.duration, 0)
-    spent = cpu_seconds(server.proc.pid) - before
-    return answer["requests"], spent
+    return answer["requests"], answer["server_cpu_s"]
 
 
 _STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\w+)\s*$")

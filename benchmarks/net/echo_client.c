@@ -1,5 +1,5 @@
 /*
- * benchmarks/net/echo_client.c -- closed-loop TCP echo load generator.
+ * benchmarks/net/echo_client.c -- closed-loop echo load generator: TCP, UDP, or TLS.
  *
  * Opens N connections to an echo server; on each, sends one message of SIZE bytes and waits
  * for the complete echo before sending the next (one request in flight per connection).
@@ -12,15 +12,28 @@
  * Single-threaded, non-blocking, epoll: one core for the client, whatever the N.
  * It does not depend on Python or on the event loop under test.
  *
- *   echo_client --port P [--host 127.0.0.1] [--conns N] [--size BYTES] [--duration S]
- *               [--warmup S] [--max-requests K] [--stall S] [--no-verify]
+ * --udp: each "connection" is a connected UDP socket and each message one datagram, so N is
+ * the window of datagrams in flight (one per socket) and the server sees N peers. A lost
+ * datagram stalls its socket: on loopback with a small window that is a server fault, and the
+ * stall limit turns it into a failure.
  *
- * Prints one JSON line on stdout:
+ * Built with -DECHO_TLS (and -lssl -lcrypto) it is tls_echo_client: every connection does a
+ * TLS handshake (blocking, before the warm-up, so it is not timed), then the same echo runs
+ * over TLS (OpenSSL, non-blocking); --ca FILE verifies the server's certificate chain against
+ * FILE. Closing sends close_notify.
+ *
+ *   echo_client --port P [--host 127.0.0.1] [--conns N] [--size BYTES] [--duration S]
+ *               [--warmup S] [--max-requests K] [--stall S] [--no-verify] [--udp]
+ *   tls_echo_client ... [--ca FILE]   (no --udp)
+ *
+ * Prints {"connected": N} on stdout once every connection is made (and its TLS handshake
+ * done), so a harness can start measuring the server then, and at the end one JSON line:
  *   {"requests": ..., "seconds": ..., "rps": ..., "mib_per_s": ..., ...}
  * where mib_per_s counts the payload echoed back (one direction) in MiB (2^20 bytes).
  * On failure prints {"error": "..."} and exits with status 1.
  *
  * Build: cc -O2 -o echo_client echo_client.c
+ *        cc -O2 -DECHO_TLS -o tls_echo_client echo_client.c -lssl -lcrypto
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -40,6 +53,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef ECHO_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
+
 #include "client_common.h"
 
 #define SCRATCH_SIZE (256 * 1024)
@@ -53,6 +71,9 @@ struct conn {
     uint64_t seq;         /* request number on this connection */
     int busy;             /* a request is in flight */
     int want_out;         /* registered for EPOLLOUT */
+#ifdef ECHO_TLS
+    SSL *ssl;             /* the TLS session over fd */
+#endif
 };
 
 static struct {
@@ -63,9 +84,62 @@ static struct {
     double duration, warmup, stall;
     uint64_t max_requests;
     int verify;
-} opt = {"127.0.0.1", 0, 1, 1024, 1.0, 0.2, 5.0, 100000000ULL, 1};
+    int udp;              /* datagrams on connected UDP sockets instead of TCP streams */
+    const char *ca;       /* TLS: the certificate file that verifies the server (or none) */
+} opt = {"127.0.0.1", 0, 1, 1024, 1.0, 0.2, 5.0, 100000000ULL, 1, 0, NULL};
 
 static int epfd = -1;
+
+#ifdef ECHO_TLS
+static SSL_CTX *tls_ctx;
+
+/* What a failed SSL_read/SSL_write means, in the terms of send/recv: -1 with errno EAGAIN
+ * (retry when the socket is ready), 0 (the peer closed: close_notify), or -1 with errno. */
+static ssize_t tls_result(struct conn *c, int n)
+{
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0)
+            errno = ECONNRESET;
+        return -1;
+    default:
+        fail("TLS: %s", ERR_error_string(ERR_get_error(), NULL));
+    }
+    return -1;
+}
+#endif
+
+/* send() on the connection (through TLS in tls_echo_client). */
+static ssize_t conn_send(struct conn *c, const void *data, size_t len)
+{
+#ifdef ECHO_TLS
+    errno = 0;
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len);
+    return n > 0 ? n : tls_result(c, n);
+#else
+    return send(c->fd, data, len, MSG_NOSIGNAL);
+#endif
+}
+
+/* recv() on the connection (through TLS in tls_echo_client). */
+static ssize_t conn_recv(struct conn *c, void *data, size_t len)
+{
+#ifdef ECHO_TLS
+    errno = 0;
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len);
+    return n > 0 ? n : tls_result(c, n);
+#else
+    return recv(c->fd, data, len, 0);
+#endif
+}
 
 static double now(void)
 {
@@ -100,7 +174,7 @@ static void set_events(struct conn *c, int want_out)
 static void pump_send(struct conn *c)
 {
     while (c->sent < opt.size) {
-        ssize_t n = send(c->fd, c->msg + c->sent, opt.size - c->sent, MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, c->msg + c->sent, opt.size - c->sent);
         if (n > 0) {
             c->sent += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
@@ -125,30 +199,70 @@ static void start_request(struct conn *c)
     pump_send(c);
 }
 
-static int connect_one(void)
+/* Connect c (a TCP connection, a connected UDP socket, or a TLS session after its handshake)
+ * and make it non-blocking. */
+static void connect_one(struct conn *c)
 {
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
     if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1)
         fail("bad IPv4 address %s", opt.host);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_INET, (opt.udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
     if (fd < 0)
         fail("socket: %s", strerror(errno));
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
         fail("connect to %s:%d: %s", opt.host, opt.port, strerror(errno));
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!opt.udp)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#ifdef ECHO_TLS
+    c->ssl = SSL_new(tls_ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1)
+        fail("SSL_new: %s", ERR_error_string(ERR_get_error(), NULL));
+    if (SSL_connect(c->ssl) != 1)
+        fail("TLS handshake with %s:%d: %s", opt.host, opt.port,
+             ERR_error_string(ERR_get_error(), NULL));
+#endif
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
         fail("fcntl: %s", strerror(errno));
-    return fd;
+    c->fd = fd;
 }
+
+/* Close c cleanly: the server reads EOF (or close_notify), not a reset. */
+static void close_one(struct conn *c)
+{
+#ifdef ECHO_TLS
+    SSL_shutdown(c->ssl); /* sends close_notify; the server's answer is not awaited */
+    SSL_free(c->ssl);
+#endif
+    if (!opt.udp)
+        shutdown(c->fd, SHUT_WR);
+    close(c->fd);
+}
+
+#ifdef ECHO_TLS
+static void tls_setup(void)
+{
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx)
+        fail("SSL_CTX_new: %s", ERR_error_string(ERR_get_error(), NULL));
+    /* Writes return what fit, and a retried write may come from the same bytes at any
+     * address: pump_send's contract, as with send(). */
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (opt.ca) {
+        if (SSL_CTX_load_verify_locations(tls_ctx, opt.ca, NULL) != 1)
+            fail("loading %s: %s", opt.ca, ERR_error_string(ERR_get_error(), NULL));
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+    }
+}
+#endif
 
 static void usage(int status)
 {
     fprintf(status ? stderr : stdout,
             "usage: echo_client --port P [--host 127.0.0.1] [--conns N] [--size BYTES]\n"
             "                   [--duration S] [--warmup S] [--max-requests K] [--stall S]\n"
-            "                   [--no-verify]\n");
+            "                   [--no-verify] [--udp] [--ca FILE (TLS build)]\n");
     exit(status);
 }
 
@@ -160,6 +274,7 @@ static void parse(int argc, char **argv)
         {"duration", required_argument, 0, 'd'}, {"warmup", required_argument, 0, 'w'},
         {"max-requests", required_argument, 0, 'm'}, {"stall", required_argument, 0, 't'},
         {"no-verify", no_argument, 0, 'n'},      {"help", no_argument, 0, 'H'},
+        {"udp", no_argument, 0, 'u'},            {"ca", required_argument, 0, 'a'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -173,6 +288,8 @@ static void parse(int argc, char **argv)
         case 'm': opt.max_requests = strtoull(optarg, NULL, 10); break;
         case 't': opt.stall = atof(optarg); break;
         case 'n': opt.verify = 0; break;
+        case 'u': opt.udp = 1; break;
+        case 'a': opt.ca = optarg; break;
         case 'H': usage(0); break;
         default: usage(2);
         }
@@ -181,6 +298,13 @@ static void parse(int argc, char **argv)
         opt.conns > 10000 || opt.size < 1 || opt.duration <= 0 || opt.warmup < 0 ||
         opt.stall <= 0 || opt.max_requests < 1)
         usage(2);
+#ifdef ECHO_TLS
+    if (opt.udp)
+        usage(2); /* no DTLS */
+#else
+    if (opt.ca)
+        usage(2); /* --ca belongs to the TLS build */
+#endif
 }
 
 int main(int argc, char **argv)
@@ -196,14 +320,19 @@ int main(int argc, char **argv)
     if (!scratch || !conns)
         fail("out of memory");
     pattern = make_pattern(opt.size);
+#ifdef ECHO_TLS
+    tls_setup();
+#endif
     for (int i = 0; i < opt.conns; i++) {
         struct conn *c = &conns[i];
-        c->fd = connect_one();
+        connect_one(c);
         c->id = (unsigned)i;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
             fail("epoll_ctl: %s", strerror(errno));
     }
+    printf("{\"connected\": %d}\n", opt.conns);
+    fflush(stdout);
 
     const double started = now();
     const double count_from = started + opt.warmup;
@@ -250,14 +379,14 @@ int main(int argc, char **argv)
                         want = SCRATCH_SIZE;
                     if (want == 0) {
                         /* Nothing expected, yet readable: extra bytes or EOF. */
-                        ssize_t extra = recv(c->fd, scratch, 1, MSG_DONTWAIT);
+                        ssize_t extra = conn_recv(c, scratch, 1);
                         if (extra > 0)
                             fail("server echoed more bytes than were sent");
                         if (extra == 0 && c->busy)
                             fail("server closed the connection");
                         break;
                     }
-                    ssize_t r = recv(c->fd, scratch, want, 0);
+                    ssize_t r = conn_recv(c, scratch, want);
                     if (r < 0 && errno == EINTR)
                         continue;
                     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -294,11 +423,8 @@ int main(int argc, char **argv)
                  in_flight, (unsigned long long)total);
     }
 
-    /* Clean close: the server reads EOF, not a reset. */
-    for (int i = 0; i < opt.conns; i++) {
-        shutdown(conns[i].fd, SHUT_WR);
-        close(conns[i].fd);
-    }
+    for (int i = 0; i < opt.conns; i++)
+        close_one(&conns[i]);
     double seconds = t_end - t_begin;
     if (counted == 0 || seconds <= 0)
         fail("no request completed in the timed window (%llu in total)",

@@ -1,15 +1,18 @@
 """benchmarks/net/harness.py — build the C programs, start and stop servers, run the load.
 
 Everything here runs other processes and bounds them: every server is started on a fresh
-loopback port, watched while it serves, and stopped (SIGTERM, then SIGKILL) by the caller's
-`with` block; every client or wrk run has a duration and a hard timeout.
+loopback port (TCP or UDP), watched while it serves, and stopped (SIGTERM, then SIGKILL) by
+the caller's `with` block; every client or wrk run has a duration and a hard timeout.
 """
 
 import json
 import os
 import re
+import resource
+import select
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -19,7 +22,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)  # benchmarks/: loops.py, which makes the pyloop-base loop
 BUILD = os.path.join(HERE, "build")
 HOST = "127.0.0.1"
-C_PROGRAMS = ("echo_client", "epoll_echo_server", "paired_client")
+# Each C program: its source and the compiler arguments it needs beyond -O2 -Wall. The TLS
+# client is echo_client.c built against OpenSSL (libssl-dev), so a machine without OpenSSL's
+# headers still builds the others.
+C_PROGRAMS = {
+    "echo_client": ("echo_client.c", ()),
+    "epoll_echo_server": ("epoll_echo_server.c", ()),
+    "paired_client": ("paired_client.c", ()),
+    "tls_echo_client": ("echo_client.c", ("-DECHO_TLS", "-lssl", "-lcrypto")),
+}
+TCP_PROGRAMS = ("echo_client", "epoll_echo_server", "paired_client")  # what run.py needs
+TICKS = os.sysconf("SC_CLK_TCK")  # the unit of /proc/PID/stat's CPU times
 COMMON_HEADER = os.path.join(HERE, "client_common.h")  # included by the clients
 
 # How each loop is named on uvicorn's command line (--loop). uvicorn >= 0.36 imports any
@@ -50,8 +63,8 @@ class Failure(Exception):
         self.na = na
 
 
-def build_c_programs():
-    """Compile echo_client and epoll_echo_server into build/ (when missing or out of date).
+def build_c_programs(names=TCP_PROGRAMS):
+    """Compile the C programs `names` into build/ (when missing or out of date).
 
     Returns {name: path}; raises Unavailable when there is no C compiler or a build fails.
     """
@@ -60,35 +73,49 @@ def build_c_programs():
         raise Unavailable("no cc", "no C compiler (cc) found: apt-get install -y build-essential")
     os.makedirs(BUILD, exist_ok=True)
     paths = {}
-    for name in C_PROGRAMS:
-        source = os.path.join(HERE, name + ".c")
+    for name in names:
+        source, flags = C_PROGRAMS[name]
+        source = os.path.join(HERE, source)
         target = os.path.join(BUILD, name)
         paths[name] = target
         newest_input = max(os.path.getmtime(source), os.path.getmtime(COMMON_HEADER))
         if os.path.exists(target) and os.path.getmtime(target) >= newest_input:
             continue
-        done = subprocess.run([compiler, "-O2", "-Wall", "-o", target, source],
+        done = subprocess.run([compiler, "-O2", "-Wall", "-o", target, source, *flags],
                               capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
+            hint = (" (OpenSSL's headers: apt-get install -y libssl-dev)"
+                    if "-lssl" in flags else "")
             raise Unavailable("build failed",
-                              f"building {name} failed: {done.stderr.strip()[-500:]}")
+                              f"building {name} failed{hint}: {done.stderr.strip()[-500:]}")
     return paths
+
+
+def make_certificate(directory):
+    """A self-signed certificate and its key for 127.0.0.1 and localhost, made now with the
+    openssl command in `directory`: (certfile, keyfile). Raises Unavailable without openssl."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise Unavailable("no openssl",
+                          "the openssl command is missing: apt-get install -y openssl")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    done = subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise Unavailable("no certificate", f"openssl req failed: {done.stderr.strip()[-300:]}")
+    return cert, key
 
 
 def tool_versions(compiler_ok):
     """Versions of the external tools, for the report header (None when missing)."""
     versions = {}
-    cc = os.environ.get("CC") or shutil.which("cc")
-    if cc and compiler_ok:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-        versions["cc"] = (out.splitlines() or ["unknown"])[0]
-    wrk = shutil.which("wrk")
-    if wrk:
-        done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
-        first = ((done.stdout + done.stderr).splitlines() or ["unknown"])[0]
-        versions["wrk"] = first.split(" Copyright")[0].strip()
-    else:
-        versions["wrk"] = None
+    if compiler_ok:
+        versions["cc"] = first_line_of(os.environ.get("CC") or "cc", "--version")
+    wrk = first_line_of("wrk", "--version")
+    versions["wrk"] = wrk.split(" Copyright")[0].strip() if wrk else None
     from importlib import metadata
     for package in ("uvicorn", "httptools"):
         try:
@@ -98,19 +125,90 @@ def tool_versions(compiler_ok):
     return versions
 
 
-def free_port():
-    """A loopback port nobody listens on right now (the server binds it with SO_REUSEADDR)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def first_line_of(command, *arguments):
+    """The first line a tool prints (its version, say), or None when it is not installed."""
+    path = shutil.which(command)
+    if not path:
+        return None
+    done = subprocess.run([path, *arguments], capture_output=True, text=True, timeout=30)
+    return ((done.stdout + done.stderr).splitlines() or ["unknown"])[0].strip()
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A loopback port (TCP, or UDP for SOCK_DGRAM) nobody uses right now."""
+    with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
 
 
+def tcp_probe(port):
+    """Return once `port` accepts a TCP connection (raises OSError until then)."""
+    with socket.create_connection((HOST, port), timeout=0.5):
+        pass
+
+
+def udp_probe(port):
+    """Return once a datagram sent to `port` comes back (raises OSError until then)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.2)
+        probe.connect((HOST, port))
+        probe.send(b"ready?")
+        if probe.recv(64) != b"ready?":
+            raise OSError("the UDP server answered something else")
+
+
+def tls_probe(cafile):
+    """A probe completing a TLS handshake and one echoed byte, the certificate checked
+    against `cafile`: a readiness check that leaves the server no half-made connection."""
+    context = ssl.create_default_context(cafile=cafile)
+
+    def probe(port):
+        with socket.create_connection((HOST, port), timeout=0.5) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"?")
+                if tls.recv(1) != b"?":
+                    raise OSError("the TLS server answered something else")
+    return probe
+
+
+def placement(pin):
+    """(CPUs for the servers, CPUs for the client) for a --pin mode: none (the scheduler
+    places every process), split (servers on one CPU, the client on another), same (all on
+    one CPU). Needs two usable CPUs for split and same."""
+    if pin == "none":
+        return None, None
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    return ({second}, {first}) if pin == "split" else ({first}, {first})
+
+
+_FRAME = re.compile(r'File "([^"]*)", line (\d+), in (\S+)')
+
+
 def not_implemented_line(text):
-    """The NotImplementedError line of a traceback, or None."""
-    for line in reversed(text.splitlines()):
-        if "NotImplementedError" in line:
-            return line.strip()
+    """The NotImplementedError line of a traceback, or None. A bare NotImplementedError (no
+    message) gets the function that raised it: "NotImplementedError in create_server
+    (rloop/loop.py:499)"."""
+    lines = text.splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index].strip()
+        if "NotImplementedError" not in line:
+            continue
+        if line == "NotImplementedError":
+            frames = [_FRAME.search(earlier) for earlier in lines[:index]]
+            frames = [frame for frame in frames if frame]
+            if frames:
+                path, number, function = frames[-1].groups()
+                where = "/".join(path.split(os.sep)[-2:])
+                return f"{line} in {function} ({where}:{number})"
+        return line
     return None
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
 
 
 def pin_to(cpus):
@@ -123,11 +221,13 @@ def pin_to(cpus):
 class Server:
     """One server process on a fresh loopback port; a context manager that always stops it."""
 
-    def __init__(self, label, command, cwd=None, ready_timeout=20.0, cpus=None, env=None):
+    def __init__(self, label, command, cwd=None, ready_timeout=20.0, cpus=None, env=None,
+                 probe=tcp_probe, udp=False):
         self.label = label
         self.cpus = cpus  # CPU numbers the process may run on (None: wherever it is scheduled)
         self.env = env or {}  # variables set for the process on top of this one's
-        self.port = free_port()
+        self.probe = probe  # probe(port) returns once the server serves, raises OSError before
+        self.port = free_port(socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
         self.command = [part.replace("{port}", str(self.port)) for part in command]
         self.cwd = cwd
         self.ready_timeout = ready_timeout
@@ -156,15 +256,15 @@ class Server:
         return False
 
     def _wait_ready(self):
-        """Wait until the port accepts connections; fail if the process exits first."""
+        """Wait until the probe succeeds on the port; fail if the process exits first."""
         deadline = time.monotonic() + self.ready_timeout
         while True:
             if self.proc.poll() is not None:
                 raise self.failure(f"{self.label} exited with status {self.proc.returncode}"
                                    " before listening")
             try:
-                with socket.create_connection((HOST, self.port), timeout=0.5):
-                    return
+                self.probe(self.port)
+                return
             except OSError:
                 pass
             if time.monotonic() > deadline:
@@ -217,10 +317,12 @@ class Server:
                 self.proc.wait(timeout=5)
 
 
-def python_server(loop, style, cpus=None):
+def python_server(loop, style, cpus=None, extra=(), **options):
+    """servers.py serving `style` on `loop`; `extra` arguments go to servers.py, `options`
+    (probe, udp) to Server."""
     command = [sys.executable, "-B", os.path.join(HERE, "servers.py"), "--loop", loop,
-               "--style", style, "--host", HOST, "--port", "{port}"]
-    return Server(f"servers.py --loop {loop} --style {style}", command, cpus=cpus)
+               "--style", style, "--host", HOST, "--port", "{port}", *extra]
+    return Server(f"servers.py --loop {loop} --style {style}", command, cpus=cpus, **options)
 
 
 def floor_server(programs, cpus=None):
@@ -248,26 +350,73 @@ def _has_module(name):
     return find_spec(name) is not None
 
 
-def run_echo_client(programs, server, conns, size, duration, warmup, stall=5.0):
-    """One timed run of echo_client against `server`; returns its JSON answer (rps, ...)."""
-    command = [programs["echo_client"], "--host", HOST, "--port", str(server.port),
+def run_echo_client(programs, server, conns, size, duration, warmup, stall=5.0,
+                    program="echo_client", extra=(), cpus=None):
+    """One timed run of echo_client (or `program`, e.g. tls_echo_client, with `extra`
+    arguments such as --udp) against `server`, on `cpus` if given; returns its JSON answer
+    (rps, ...) plus client_cpu: the client's CPU time over its wall time (1.0: one core busy),
+    and server_cpu_s: the CPU seconds the server spent from the moment the client reported its
+    connections made (TLS handshakes done) to its end: the warm-up is included, as in
+    total_requests; in 1/SC_CLK_TCK steps, 10 ms on Linux.
+    """
+    command = [programs[program], "--host", HOST, "--port", str(server.port),
                "--conns", str(conns), "--size", str(size), "--duration", f"{duration:g}",
-               "--warmup", f"{warmup:g}", "--stall", f"{stall:g}"]
+               "--warmup", f"{warmup:g}", "--stall", f"{stall:g}", *extra]
     limit = warmup + duration + 2 * stall + 10
+    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    client = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              bufsize=0, preexec_fn=pin_to(cpus))
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
+        head = _first_line(client, limit)  # {"connected": N}, or the error that stopped it
+        server_before = _cpu_or_none(server)
+        out, err = client.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
-        raise server.failure(f"echo_client still running after {limit:g} s") from None
-    lines = done.stdout.strip().splitlines()
+        client.kill()
+        client.communicate()
+        raise server.failure(f"{program} still running after {limit:g} s") from None
+    # The servers are still running (not reaped), so the children's usage that grew is the
+    # client's.
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - started
+    server_after = _cpu_or_none(server)
+    server_spent = (server_after - server_before
+                    if server_before is not None and server_after is not None else None)
+    lines = (head + out).decode(errors="replace").strip().splitlines()
     try:
         answer = json.loads(lines[-1]) if lines else {}
     except json.JSONDecodeError:
         answer = {}
-    if done.returncode != 0 or "rps" not in answer:
-        reason = answer.get("error") or (done.stderr.strip() or f"status {done.returncode}")
-        raise server.failure(f"echo_client: {reason}")
+    if client.returncode != 0 or "rps" not in answer:
+        reason = answer.get("error") or (err.decode(errors="replace").strip()
+                                         or f"status {client.returncode}")
+        raise server.failure(f"{program}: {reason}")
     server.check()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    answer["client_cpu"] = cpu / wall if wall > 0 else None
+    answer["server_cpu_s"] = server_spent
     return answer
+
+
+def _first_line(proc, timeout):
+    """The bytes `proc` wrote on stdout up to its first newline (or its end), read from the
+    unbuffered pipe so that communicate() finds the rest. TimeoutExpired after `timeout`."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _cpu_or_none(server):
+    try:
+        return cpu_seconds(server.proc.pid)
+    except OSError:  # the server is gone: check() says why
+        return None
 
 
 _WRK_RATE = re.compile(r"Requests/sec:\s+([0-9.]+)")

@@ -1,8 +1,10 @@
 """benchmarks/net/net_report.py — medians, ratios, fractions of the C floor, tables.
 
 Three tables: echo requests/s (with the ratios and each loop's fraction of the C epoll floor),
-echo MiB/s, and HTTP requests/s (with the ratios). Plain text or Markdown. The ratios are
-asyncio's to uvloop's, then PyLoop's to each other loop's (uvloop, rloop, the baseline build).
+echo MiB/s, and HTTP requests/s (with the ratios); run_io.py's rows (kind "io": UDP,
+subprocesses, pipes, TLS) make a fourth, each row in its own unit. Plain text or Markdown.
+The ratios are asyncio's to uvloop's, then PyLoop's to each other loop's (uvloop, rloop, the
+baseline build).
 """
 
 import statistics
@@ -26,10 +28,14 @@ def _stats(values):
 
 
 def summarize_cell(cell):
-    """Add median, spread and MiB/s median to one cell's samples."""
+    """Add median, spread, MiB/s median and CPU µs per operation median to one cell's
+    samples."""
     median, spread = _stats(cell["rates"]) if not (cell["error"] or cell["na"]) else (None, None)
     mib, _ = _stats(cell["mib"]) if median is not None and cell["mib"] else (None, None)
-    return dict(cell, median=median, spread=spread, mib_median=mib)
+    cost, cost_spread = (_stats(cell["cpu_us"]) if median is not None and cell.get("cpu_us")
+                         else (None, None))  # CPU µs per operation
+    return dict(cell, median=median, spread=spread, mib_median=mib, cpu_us_median=cost,
+                cpu_us_spread=cost_spread)
 
 
 def summarize(rows, results, floors, available):
@@ -41,6 +47,8 @@ def summarize(rows, results, floors, available):
     summary = []
     for name, spec in rows:
         entry = {"scenario": name, "kind": spec["kind"], "loops": {}}
+        if spec.get("unit"):
+            entry["unit"] = spec["unit"]
         if spec["kind"] == "echo":
             entry.update(size=spec["size"], conns=spec["conns"])
             floor = floors.get((spec["size"], spec["conns"]))
@@ -48,11 +56,16 @@ def summarize(rows, results, floors, available):
         for loop in columns():
             if loop in available:
                 entry["loops"][loop] = summarize_cell(results[name][loop])
-        entry["ratios"] = {}
+        entry["ratios"], entry["cost_ratios"] = {}, {}
         for top, bottom in ratio_pairs():
             value = entry["loops"].get(top, {}).get("median")
             base = entry["loops"].get(bottom, {}).get("median")
             entry["ratios"][f"{top}/{bottom}"] = value / base if value and base else None
+            # The same sense for CPU per request: above 1, `top` spends less than `bottom`.
+            cost = entry["loops"].get(top, {}).get("cpu_us_median")
+            base_cost = entry["loops"].get(bottom, {}).get("cpu_us_median")
+            entry["cost_ratios"][f"{top}/{bottom}"] = (base_cost / cost if cost and base_cost
+                                                      else None)
         if spec["kind"] == "echo":
             floor_median = (entry["floor"] or {}).get("median")
             entry["of_floor"] = {
@@ -113,6 +126,7 @@ def tables(summary):
     """[(title, header, rows)] for the sections that have rows."""
     echo = [entry for entry in summary if entry["kind"] == "echo"]
     http = [entry for entry in summary if entry["kind"] == "http"]
+    io = [entry for entry in summary if entry["kind"] == "io"]
     loops = list(columns())
     ratios = [f"{top}/{bottom}" for top, bottom in ratio_pairs()]
     out = []
@@ -137,7 +151,49 @@ def tables(summary):
                 for entry in http]
         out.append(("HTTP/1.1 keep-alive, requests/s from wrk (median ± largest deviation); "
                     "ratios", header, rows))
+    if io:
+        header = ["scenario", "unit"] + loops + ratios
+        rows = [[entry["scenario"], entry.get("unit", "")]
+                + [_rate_cell(entry["loops"].get(loop)) for loop in loops]
+                + [_ratio(entry["ratios"][ratio]) for ratio in ratios]
+                for entry in io]
+        out.append(("UDP, subprocesses, pipes, TLS: operations/s (median ± largest "
+                    "deviation); ratios", header, rows))
+        costed = [entry for entry in io if any(
+            cell.get("cpu_us_median") for cell in entry["loops"].values())]
+        if costed:
+            header = ["CPU per operation", "unit"] + loops + ratios
+            rows = [[entry["scenario"], "µs/op"]
+                    + [_cost_cell(entry["loops"].get(loop)) for loop in loops]
+                    + [_ratio(entry["cost_ratios"][ratio]) for ratio in ratios]
+                    for entry in costed]
+            out.append(("CPU time per operation (user + system, µs, median ± largest "
+                        "deviation): the server process's for UDP and TLS, the worker's with "
+                        "the children it reaped for subprocess and pipe rows; ratios in the "
+                        "sense of the rates: above 1, the first loop spends less", header, rows))
     return out
+
+
+def _cost_cell(cell):
+    status = _status(cell)
+    if status or cell["cpu_us_median"] is None:
+        return status or "-"
+    spread = cell["cpu_us_spread"]
+    return f"{cell['cpu_us_median']:.1f}" + (
+        f" ±{spread * 100:.0f}%" if spread is not None and len(cell["cpu_us"]) > 1 else "")
+
+
+def not_available_notes(summary):
+    """One line per n/a or failed cell: row, loop, and the reason (the error's own words)."""
+    notes = []
+    for entry in summary:
+        for loop, cell in entry["loops"].items():
+            if cell["na"] or cell["error"]:
+                reason = (cell["detail"] or "").strip().splitlines()[-1:] or [""]
+                status = f"n/a ({cell['na']})" if cell["na"] else f"FAIL: {cell['error']}"
+                notes.append(f"{entry['scenario']} on {loop}: {status}"
+                             + (f" -- {reason[0]}" if reason[0] and cell["na"] else ""))
+    return notes
 
 
 def render_text(header_lines, summary):

@@ -100,14 +100,6 @@ def parse_args(argv):
     return args
 
 
-def placement(pin):
-    """(CPUs for the servers, CPUs for the client) for a --pin mode."""
-    if pin == "none":
-        return None, None
-    first, second = sorted(os.sched_getaffinity(0))[:2]
-    return ({second}, {first}) if pin == "split" else ({first}, {first})
-
-
 def median_interval(values, z=1.96):
     """The median of `values` and a distribution-free ~95% interval for it (order statistics)."""
     ordered = sorted(values)
@@ -196,7 +188,7 @@ def table(results, names, markdown):
 def main(argv=None):
     args = parse_args(argv)
     programs = harness.build_c_programs()
-    server_cpus, client_cpus = placement(args.pin)
+    server_cpus, client_cpus = harness.placement(args.pin)
     names = list(args.loops) + ([] if args.no_floor else ["C"])
     print(f"echo on {args.conns} connection(s) per server, paired rounds: {args.duration:g} s per cell after "
           f"{args.warmup:g} s warm-up, blocks of {args.block} rounds, pin={args.pin}",

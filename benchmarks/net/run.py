@@ -75,9 +75,10 @@ def all_rows():
     return rows
 
 
-def select_rows(patterns):
-    """Rows whose name equals, starts with (at a '/') or fnmatch-es one of `patterns`."""
-    rows = all_rows()
+def select_rows(patterns, rows=None):
+    """Rows (of `rows`, default all_rows()) whose name equals, starts with (at a '/') or
+    fnmatch-es one of `patterns`."""
+    rows = all_rows() if rows is None else rows
     if not patterns:
         return rows
     wanted = [item.strip().strip("/") for item in patterns.split(",") if item.strip()]
@@ -92,26 +93,27 @@ def select_rows(patterns):
     return [(name, spec) for name, spec in rows if name in chosen]
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description="Networking benchmarks: asyncio vs uvloop vs rloop vs PyLoop, side by side.")
+def add_run_options(parser, prefixes, glob, load, quick_duration=0.04):
+    """--quick, --scenarios, --repeats, --duration and --warmup (defaults set by
+    quick_defaults). `prefixes` and `glob` are examples of --scenarios; `load` names the rows
+    the client's --duration and --warmup apply to."""
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke run: short runs, under a minute")
     parser.add_argument("--scenarios", metavar="A,B",
-                        help="comma list of names, prefixes (echo, echo/protocol, http) or "
-                             "globs (echo/*/1k/c10); default: all")
+                        help=f"comma list of names, prefixes ({prefixes}) or globs ({glob}); "
+                             "default: all")
     parser.add_argument("--repeats", type=int,
                         help="runs per cell, median reported (default 5, quick 3)")
     parser.add_argument("--duration", type=float, metavar="SECONDS",
-                        help="echo: timed seconds per run (default 0.3, quick 0.04)")
+                        help=f"{load}: timed seconds per run (default 0.3, quick "
+                             f"{quick_duration:g})")
     parser.add_argument("--warmup", type=float, metavar="SECONDS",
-                        help="echo: untimed seconds before each run (default 0.1, quick 0.02)")
-    parser.add_argument("--http-duration", type=int, metavar="SECONDS",
-                        help="HTTP: wrk seconds per run (default 3, quick 1)")
-    parser.add_argument("--http-warmup", type=int, metavar="SECONDS",
-                        help="HTTP: untimed wrk seconds before each run (default 1, quick 0)")
-    parser.add_argument("--wrk-connections", type=int, default=50, metavar="N")
-    parser.add_argument("--wrk-threads", type=int, default=1, metavar="N")
+                        help=f"{load}: untimed seconds before each run (default 0.1, quick 0.02)")
+
+
+def add_report_options(parser):
+    """The options every networking runner takes: --json, --markdown, --require-pyloop,
+    --strict and --baseline (applied by loops.use_baseline_option once parsed)."""
     parser.add_argument("--json", metavar="PATH", help="also write all samples as JSON here")
     parser.add_argument("--markdown", action="store_true",
                         help="print the report as Markdown (for the README)")
@@ -120,18 +122,30 @@ def parse_args(argv):
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when a cell is n/a (NotImplementedError) too")
     loops.add_baseline_option(parser)
+
+
+def quick_defaults(args, **defaults):
+    """Give each option left unset its default: defaults[name] is (full run, --quick)."""
+    for name, (full, fast) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, fast if args.quick else full)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Networking benchmarks: asyncio vs uvloop vs rloop vs PyLoop, side by side.")
+    add_run_options(parser, "echo, echo/protocol, http", "echo/*/1k/c10", "echo")
+    parser.add_argument("--http-duration", type=int, metavar="SECONDS",
+                        help="HTTP: wrk seconds per run (default 3, quick 1)")
+    parser.add_argument("--http-warmup", type=int, metavar="SECONDS",
+                        help="HTTP: untimed wrk seconds before each run (default 1, quick 0)")
+    parser.add_argument("--wrk-connections", type=int, default=50, metavar="N")
+    parser.add_argument("--wrk-threads", type=int, default=1, metavar="N")
+    add_report_options(parser)
     args = parser.parse_args(argv)
     loops.use_baseline_option(parser, args)
-    quick = args.quick
-
-    def default(value, full, fast):
-        return value if value is not None else (fast if quick else full)
-
-    args.repeats = default(args.repeats, 5, 3)
-    args.duration = default(args.duration, 0.3, 0.04)
-    args.warmup = default(args.warmup, 0.1, 0.02)
-    args.http_duration = default(args.http_duration, 3, 1)
-    args.http_warmup = default(args.http_warmup, 1, 0)
+    quick_defaults(args, repeats=(5, 3), duration=(0.3, 0.04), warmup=(0.1, 0.02),
+                   http_duration=(3, 1), http_warmup=(1, 0))
     if (args.repeats < 1 or args.duration <= 0 or args.warmup < 0 or args.http_duration < 1
             or args.http_warmup < 0 or args.wrk_connections < 1 or args.wrk_threads < 1):
         parser.error("counts and durations must be positive (wrk takes whole seconds)")
@@ -147,7 +161,9 @@ def log(message):
 
 
 def new_cell():
-    return {"rates": [], "mib": [], "requests": [], "error": None, "na": None, "detail": None}
+    # client_cpu: the client's share of a core; cpu_us: the server's CPU µs per request.
+    return {"rates": [], "mib": [], "requests": [], "client_cpu": [], "cpu_us": [],
+            "error": None, "na": None, "detail": None}
 
 
 def settled(cell):
@@ -272,25 +288,39 @@ class Bench:
                 return f"floor/{size_key}/c{spec['conns']} {participant} ({style} block)"
             return f"{name} {participant}"
 
+        def client(server, spec):
+            return harness.run_echo_client(self.programs, server, spec["conns"], spec["size"],
+                                           self.args.duration, self.args.warmup)
+
+        self.client_block(rows, participants, slots, repeat, f"echo/{style}", self.echo_cell,
+                          label, client)
+
+    def client_block(self, rows, participants, slots, repeat, what, cell_of, label, client,
+                     unit="req/s"):
+        """Every row of `rows` on every participant, their servers live side by side.
+
+        `slots[participant]` makes its server; `client(server, spec)` runs the load once and
+        returns echo_client's answer; `cell_of(participant, name, spec)` is where the answer
+        goes and `label(participant, name, spec)` names it in the progress lines; `what`
+        names the block. For each row the client visits every participant in turn, so
+        time-varying noise hits them alike. Every server is stopped at the end.
+        """
         try:
             for index, (name, spec) in enumerate(rows):
                 # Rotate within the block too, so no participant always runs first.
                 shift = (repeat + index) % len(participants)
                 for participant in participants[shift:] + participants[:shift]:
-                    cell = self.echo_cell(participant, name, spec)
+                    cell = cell_of(participant, name, spec)
                     if settled(cell):
                         self.done += 1
                         continue
-                    pending = [self.echo_cell(participant, n, sp) for n, sp in rows[index:]]
-                    server = self.serve(slots, participant, pending,
-                                        f"echo/{style} {participant}")
+                    pending = [cell_of(participant, n, sp) for n, sp in rows[index:]]
+                    server = self.serve(slots, participant, pending, f"{what} {participant}")
                     if server is None:
                         self.done += 1
                         continue
                     try:
-                        answer = harness.run_echo_client(
-                            self.programs, server, spec["conns"], spec["size"],
-                            self.args.duration, self.args.warmup)
+                        answer = client(server, spec)
                     except harness.Failure as failure:
                         self.record_failure(label(participant, name, spec), cell, failure)
                         self.stop(slots, participant)
@@ -298,9 +328,14 @@ class Bench:
                     cell["rates"].append(answer["rps"])
                     cell["mib"].append(answer["mib_per_s"])
                     cell["requests"].append(answer["requests"])
+                    cell["client_cpu"].append(answer["client_cpu"])
+                    if answer["server_cpu_s"] is not None and answer.get("total_requests"):
+                        cell["cpu_us"].append(
+                            answer["server_cpu_s"] * 1e6 / answer["total_requests"])
                     self.progress(label(participant, name, spec),
-                                  f"{net_report.fmt_rate(answer['rps'])} req/s, "
-                                  f"{net_report.fmt_mib(answer['mib_per_s'])} MiB/s")
+                                  f"{net_report.fmt_rate(answer['rps'])} {unit}, "
+                                  f"{net_report.fmt_mib(answer['mib_per_s'])} MiB/s, client "
+                                  f"{answer['client_cpu'] or 0:.0%} CPU")
         finally:
             for participant in participants:
                 self.stop(slots, participant)
@@ -370,8 +405,8 @@ class Bench:
             self.http_repeat(order)
 
 
-def header_lines(host, loop_info, tools, args):
-    """The core runner's machine and loop lines, then this runner's tools and method."""
+def machine_lines(host, loop_info, tools, args):
+    """The core runner's machine and loop lines, then the tools (name: version or None)."""
     lines = [line for line in report.header_lines(
         host, loop_info, {"repeats": args.repeats, "target_seconds": args.duration})
         if not line.startswith("method:")]
@@ -380,6 +415,12 @@ def header_lines(host, loop_info, tools, args):
     missing = [name for name, version in tools.items() if not version]
     lines.append("tools:   " + "; ".join(shown)
                  + (f" (missing: {', '.join(missing)})" if missing else ""))
+    return lines
+
+
+def header_lines(host, loop_info, tools, args):
+    """The machine, loops and tools, then this runner's method."""
+    lines = machine_lines(host, loop_info, tools, args)
     cores = host["usable_cores"]
     lines.append(
         f"method:  median of {args.repeats} run{'s' if args.repeats != 1 else ''} per cell, "
@@ -423,6 +464,12 @@ def main(argv=None):
                        "floors": floors, "results": summary, "wall_seconds": round(wall, 2)},
                       out, indent=2)
             out.write("\n")
+    return exit_status(bench, args, loop_info)
+
+
+def exit_status(bench, args, loop_info):
+    """Say on stderr what failed, was missing or n/a; return the exit status (the module's
+    docstring lists them)."""
     cells = [(name, loop, cell) for name in bench.results
              for loop, cell in bench.results[name].items()]
     cells += [(f"floor {size}/{conns}", net_report.FLOOR, cell)

@@ -10,6 +10,10 @@ Styles (each the plain, idiomatic way to write that server; the same code on eve
             own buffer, buffer_updated writes that memory back
   http      HTTP/1.1 keep-alive server on an asyncio.Protocol with a small hand-written
             request parser and a fixed 13-byte response (for wrk)
+  udp       UDP echo with loop.create_datagram_endpoint: a DatagramProtocol whose
+            datagram_received sends each datagram back with transport.sendto
+  tls       the protocol echo over TLS: create_server(..., ssl=context), the context made
+            from --certfile and --keyfile (Python's ssl.SSLContext, as an application makes it)
 
 `--loop pyloop-base` serves on the build in $PYLOOP_BASELINE (what the runners' --baseline
 sets). Prints "READY <port>" on stdout once the server accepts connections, then serves until
@@ -26,6 +30,7 @@ import argparse
 import asyncio
 import os
 import socket
+import ssl
 import sys
 import traceback
 
@@ -35,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import loops  # noqa: E402  (benchmarks/loops.py: how each loop is made)
 
 READ_SIZE = 256 * 1024  # the most any style reads at once (asyncio's transports read 256 KiB)
-STYLES = ("sock", "streams", "protocol", "buffered", "http")
+STYLES = ("sock", "streams", "protocol", "buffered", "http", "udp", "tls")
 
 
 def fatal(what=None):
@@ -255,20 +260,54 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = None
 
 
-PROTOCOLS = {"protocol": EchoProtocol, "buffered": EchoBufferedProtocol, "http": HttpProtocol}
+# --- UDP echo ------------------------------------------------------------------------------
+
+class EchoDatagramProtocol(asyncio.DatagramProtocol):
+    transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+    def error_received(self, exc):
+        # A client socket that closed while an echo was on its way (ICMP port unreachable)
+        # went away, as a reset TCP peer does: not a server error.
+        if not isinstance(exc, ConnectionRefusedError):
+            fatal(f"error_received: {exc!r}")
 
 
-async def start_protocol(loop, host, port, style):
-    server = await loop.create_server(PROTOCOLS[style], host, port, backlog=128)
+async def start_udp(loop, host, port):
+    transport, _ = await loop.create_datagram_endpoint(EchoDatagramProtocol,
+                                                       local_addr=(host, port))
+    return transport.get_extra_info("sockname")[1]
+
+
+PROTOCOLS = {"protocol": EchoProtocol, "buffered": EchoBufferedProtocol, "http": HttpProtocol,
+             "tls": EchoProtocol}
+
+
+async def start_protocol(loop, host, port, style, context):
+    server = await loop.create_server(PROTOCOLS[style], host, port, backlog=128, ssl=context)
     return server.sockets[0].getsockname()[1]
 
 
-async def start(loop, style, host, port):
+async def start(loop, style, host, port, context=None):
     if style == "sock":
         return await start_sock(loop, host, port)
     if style == "streams":
         return await start_streams(loop, host, port)
-    return await start_protocol(loop, host, port, style)
+    if style == "udp":
+        return await start_udp(loop, host, port)
+    return await start_protocol(loop, host, port, style, context)
+
+
+def server_context(certfile, keyfile):
+    """The TLS server context an application makes: Python's defaults, one certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 def main(argv=None):
@@ -277,14 +316,19 @@ def main(argv=None):
     parser.add_argument("--style", required=True, choices=STYLES)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    parser.add_argument("--certfile", help="tls: the server's certificate (PEM)")
+    parser.add_argument("--keyfile", help="tls: its private key (PEM)")
     args = parser.parse_args(argv)
+    if (args.style == "tls") != bool(args.certfile and args.keyfile):
+        parser.error("--certfile and --keyfile go with --style tls, and it needs both")
+    context = server_context(args.certfile, args.keyfile) if args.style == "tls" else None
 
     loop = loops.factory(args.loop)()
     asyncio.set_event_loop(loop)
     loop.set_debug(False)  # PYTHONASYNCIODEBUG must not slow one column down
     loop.set_exception_handler(on_loop_error)
     try:
-        port = loop.run_until_complete(start(loop, args.style, args.host, args.port))
+        port = loop.run_until_complete(start(loop, args.style, args.host, args.port, context))
     except BaseException:
         fatal()
     print(f"READY {port}", flush=True)
