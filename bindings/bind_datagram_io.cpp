@@ -49,13 +49,15 @@ namespace {
 
 datagram_io_object* owner_io(void* owner) noexcept { return as_datagram_io(owner); }
 
-// An exception escaped the protocol inside a loop callback (`where`: the interned name of
-// asyncio's handle, _read_ready or _sendto_ready): reported as asyncio's Handle reports it,
-// unless it is SystemExit or KeyboardInterrupt, which stay pending and leave the loop.
-bool protocol_failed(datagram_io_object* io, PyObject* where) noexcept {
+// An exception escaped the protocol inside a loop callback (`reading`: the read callback, else
+// the writability one): reported as asyncio reports an exception escaping its transport's
+// _read_ready or _sendto_ready handle, unless it is SystemExit or KeyboardInterrupt, which
+// stay pending and leave the loop.
+bool protocol_failed(datagram_io_object* io, bool reading) noexcept {
   if (exiting_exception_pending()) return false;
   nb::object exc = take_exception();
-  return call_datagram_transport(io, state().str_callback_error.ptr(), exc.ptr(), where);
+  return call_datagram_transport(io, state().str_callback_error.ptr(), exc.ptr(),
+                                 reading ? Py_True : Py_False);
 }
 
 bool call_protocol(datagram_io_object* io, PyObject* name, PyObject* arg1, PyObject* arg2) noexcept {
@@ -95,7 +97,7 @@ bool on_datagram_received(void* owner, const char* data, std::size_t size, const
       call_protocol(io, state().str_datagram_received.ptr(), bytes.ptr(), address.ptr())) {
     return true;
   }
-  return protocol_failed(io, state().str_read_ready.ptr());
+  return protocol_failed(io, true);
 }
 
 bool on_error_received(void* owner, int error, datagram_context where) noexcept {
@@ -106,9 +108,7 @@ bool on_error_received(void* owner, int error, datagram_context where) noexcept 
   if (call_protocol(io, state().str_error_received.ptr(), exc.ptr(), nullptr)) return true;
   // Inside sendto() the exception is its caller's, as asyncio's sendto lets it out.
   if (where == datagram_context::sending) return false;
-  module_state& s = state();
-  return protocol_failed(io, where == datagram_context::receiving ? s.str_read_ready.ptr()
-                                                                  : s.str_sendto_ready.ptr());
+  return protocol_failed(io, where == datagram_context::receiving);
 }
 
 bool on_enter(void* owner) noexcept {

@@ -76,8 +76,6 @@ void export_module_state(nb::module_& m) {
   s.str_error_received = interned("error_received");
   s.str_sendto_slow = interned("_sendto_slow");
   s.str_callback_error = interned("_callback_error");
-  s.str_read_ready = interned("_read_ready");
-  s.str_sendto_ready = interned("_sendto_ready");
 
   m.def("_install_glue", &install_glue, nb::arg("report_handle_exception"),
         nb::arg("handle_repr"), nb::arg("extract_stack"),

@@ -77,8 +77,6 @@ struct module_state {
   nb::object str_error_received;              // "error_received"
   nb::object str_sendto_slow;                 // "_sendto_slow"
   nb::object str_callback_error;              // "_callback_error"
-  nb::object str_read_ready;                  // "_read_ready"
-  nb::object str_sendto_ready;                // "_sendto_ready"
   // Python glue installed by the package (data_bridge/pyloop/_glue.py) at import:
   nb::object report_handle_exception;  // (handle, exc) -> None: builds the context dict
   nb::object handle_repr;              // (handle) -> str, asyncio's Handle repr format

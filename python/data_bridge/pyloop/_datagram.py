@@ -168,9 +168,11 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         if self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
-    def _callback_error(self, exc, where) -> None:
-        """A protocol's exception escaped a native read or write callback (`where`: the name
-        of asyncio's handle for it): reported as asyncio reports its handle's exception."""
+    def _callback_error(self, exc, reading) -> None:
+        """A protocol's exception escaped the native read callback (reading) or writability
+        callback: reported as asyncio reports an exception escaping its transport's
+        _read_ready or _sendto_ready handle."""
+        where = "_read_ready" if reading else "_sendto_ready"
         self._loop.call_exception_handler(
             {
                 "message": f"Exception in callback {type(self).__name__}.{where}()",

@@ -148,6 +148,45 @@ class StreamIO:
 
 def install_stream_methods(cls: type) -> None: ...
 
+class DatagramIO:
+    lost: int
+    @property
+    def fd(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def backlog(self) -> int: ...
+    @property
+    def waiting(self) -> bool: ...
+    @property
+    def reading(self) -> bool: ...
+    @property
+    def batch_limit(self) -> int: ...
+    @property
+    def receive_calls(self) -> int: ...
+    @property
+    def send_calls(self) -> int: ...
+    def __init__(
+        self,
+        loop: Loop,
+        fd: int,
+        transport: Any,
+        family: int,
+        connected: bool,
+        address: Any,
+        send_empty: bool,
+        header_size: int,
+    ) -> None: ...
+    def set_protocol(self, protocol: Any) -> None: ...
+    def start_reading(self) -> None: ...
+    def stop_reading(self) -> None: ...
+    def discard(self) -> None: ...
+    def detach(self) -> None: ...
+    def set_write_limits(self, high: int, low: int) -> None: ...
+    def set_batch_limit(self, limit: int) -> None: ...
+
+def install_datagram_methods(cls: type) -> None: ...
+
 # -- What the native code calls on Python objects ------------------------------------------
 
 class _LoopCallbacks(Protocol):
@@ -176,3 +215,15 @@ class _TransportCallbacks(Protocol):
     def _maybe_pause_protocol(self) -> None: ...  # the queue passed the high-water mark
     def _maybe_resume_protocol(self) -> None: ...  # it fell to the low-water mark
     def _on_drained(self) -> None: ...  # a queue that waited for writability is empty
+
+class _DatagramTransportCallbacks(Protocol):
+    """Members DatagramIO calls on the transport it serves, DatagramTransport (which keeps
+    the DatagramIO in its `_io` __slots__ entry, where the native sendto() finds it)."""
+
+    _io: DatagramIO
+    _protocol_paused: bool
+    def _sendto_slow(self, data: Any, addr: Any) -> None: ...  # a destination Python converts
+    def _callback_error(self, exc: BaseException, reading: bool) -> None: ...  # a protocol raised
+    def _maybe_pause_protocol(self) -> None: ...  # the backlog passed the high-water mark
+    def _maybe_resume_protocol(self) -> None: ...  # it fell to the low-water mark
+    def _on_drained(self) -> None: ...  # a backlog that waited for writability is sent
