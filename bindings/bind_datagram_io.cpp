@@ -242,16 +242,22 @@ int datagram_io_traverse(PyObject* self, visitproc visit, void* arg) {
   return 0;
 }
 
-int datagram_io_clear(PyObject* self) {
-  datagram_io_object* io = as_datagram_io(self);
+// Stops the I/O and lets go of the transport and protocol. The fixed address stays: sendto()
+// on a closed connected transport still counts the lost sends, as asyncio's does.
+void datagram_io_detach_all(datagram_io_object* io) noexcept {
   io->io.stop_reading();
   io->io.discard();
   clear_ref(io->transport);
   clear_ref(io->protocol);
   clear_ref(io->context);
-  clear_ref(io->address);
   clear_ref(io->last_address);
   io->last_length = 0;
+}
+
+int datagram_io_clear(PyObject* self) {
+  datagram_io_object* io = as_datagram_io(self);
+  datagram_io_detach_all(io);
+  clear_ref(io->address);
   return 0;  // the loop stays until dealloc: the core's datagram_io uses its driver
 }
 
@@ -299,7 +305,7 @@ PyObject* datagram_io_discard(PyObject* self, PyObject*) {
 }
 
 PyObject* datagram_io_detach(PyObject* self, PyObject*) {
-  datagram_io_clear(self);
+  datagram_io_detach_all(as_datagram_io(self));
   Py_RETURN_NONE;
 }
 
