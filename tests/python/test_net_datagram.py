@@ -5,8 +5,11 @@
 # protocol exceptions, and the descriptors left after close.
 
 import asyncio
+import errno
+import logging
 import os
 import socket
+import time
 
 from datagram_helpers import Datagrams, Echo, drain, sock_dir, unused_udp_port  # noqa: F401
 from net_helpers import PY313, STEP, fd_count, requires_ipv6, run
@@ -388,3 +391,48 @@ def test_no_descriptor_left_after_close(loop, sock_dir):
     before = fd_count()
     run(loop, body(), timeout=STEP * 5)
     assert fd_count() == before
+
+
+def test_oversized_datagram_reaches_error_received(loop):
+    async def main():
+        t, proto = await loop.create_datagram_endpoint(
+            lambda: Datagrams(loop), remote_addr=unused_udp_port()
+        )
+        t.sendto(b"x" * 70000)  # beyond any UDP datagram: EMSGSIZE inside sendto
+        assert len(proto.errors) == 1
+        assert isinstance(proto.errors[0], OSError) and proto.errors[0].errno == errno.EMSGSIZE
+        assert not t.is_closing()
+        t.close()
+
+    run(loop, main())
+
+
+def test_slow_datagram_received_is_logged_in_debug_mode(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.02
+
+    async def main():
+        t, proto = await loop.create_datagram_endpoint(
+            lambda: Datagrams(loop), local_addr=("127.0.0.1", 0)
+        )
+        original = proto.datagram_received
+
+        def sluggish(data, addr):
+            original(data, addr)
+            if data == b"slow":
+                time.sleep(0.05)
+
+        proto.datagram_received = sluggish
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"slow", t.get_extra_info("sockname"))
+            await proto.wait(1)
+        t.close()
+        await proto.lost
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        run(loop, main())
+    slow = [r.getMessage() for r in caplog.records
+            if r.name == "asyncio" and r.levelno == logging.WARNING]
+    assert len(slow) == 1, slow
+    assert slow[0].startswith("Executing <Handle ") and "DatagramTransport._read_ready()" in slow[0]
+    assert " took " in slow[0]
