@@ -436,3 +436,27 @@ def test_slow_datagram_received_is_logged_in_debug_mode(loop, caplog):
     assert len(slow) == 1, slow
     assert slow[0].startswith("Executing <Handle ") and "DatagramTransport._read_ready()" in slow[0]
     assert " took " in slow[0]
+
+
+def test_pyloop_receives_a_burst_in_batches(pyloop_module):
+    """PyLoop only: a burst takes one receive system call per batch of 16 (recvmmsg), not one
+    per datagram."""
+    loop = pyloop_module.new_event_loop()
+    try:
+        async def main():
+            t, proto = await loop.create_datagram_endpoint(
+                lambda: Datagrams(loop), local_addr=("127.0.0.1", 0)
+            )
+            assert t._io.batch_limit == 16
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for i in range(48):
+                    s.sendto(b"%d" % i, t.get_extra_info("sockname"))
+                await asyncio.sleep(0.05)  # everything is queued before the first receive
+                await proto.wait(48)
+            assert proto.data() == [b"%d" % i for i in range(48)]
+            assert t._io.receive_calls <= 4
+            t.close()
+
+        run(loop, main())
+    finally:
+        loop.close()
