@@ -128,7 +128,13 @@ PyObject* send_datagram_from_python(PyObject* transport, PyObject* data, PyObjec
     return nullptr;
   }
   Py_buffer view;
-  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return nullptr;
+  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+    // A buffer the socket module cannot send either (a non-contiguous memoryview): its
+    // error, through asyncio's steps.
+    if (!slow || exiting_exception_pending()) return nullptr;
+    PyErr_Clear();
+    return send_slow(transport, data, addr);
+  }
   datagram_outcome outcome = datagram_outcome::ok;
   try {
     outcome = io->io.send(datagram_out{static_cast<const char*>(view.buf),

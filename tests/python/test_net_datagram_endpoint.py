@@ -351,3 +351,14 @@ def test_abort_drops_the_backlog(loop, sock_dir):
             assert len(got) == taken and b"dropped" not in got
 
         run(loop, main())
+
+
+def test_sendto_non_contiguous_buffer_is_fatal(loop, expect_exception_handler):
+    async def main():
+        t, proto = await endpoint(loop, local_addr=("127.0.0.1", 0))
+        t.sendto(memoryview(b"abcdef")[::2], t.get_extra_info("sockname"))
+        exc = await proto.lost
+        assert not isinstance(exc, OSError)
+        assert expect_exception_handler[0]["message"] == "Fatal write error on datagram transport"
+
+    run(loop, main())
