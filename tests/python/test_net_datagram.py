@@ -12,6 +12,8 @@ import socket
 import time
 
 from datagram_helpers import Datagrams, Echo, drain, sock_dir, unused_udp_port  # noqa: F401
+import pytest
+
 from net_helpers import PY313, STEP, fd_count, requires_ipv6, run
 
 
@@ -460,3 +462,56 @@ def test_pyloop_receives_a_burst_in_batches(pyloop_module):
         run(loop, main())
     finally:
         loop.close()
+
+
+def test_system_exit_in_datagram_received_leaves_and_the_rest_follows(loop):
+    """SystemExit leaves run_until_complete at once; the datagrams after it are delivered when
+    the loop runs again, in order."""
+    state = {}
+
+    async def setup():
+        t, proto = await loop.create_datagram_endpoint(
+            lambda: Datagrams(loop), local_addr=("127.0.0.1", 0)
+        )
+        original = proto.datagram_received
+
+        def exiting(data, addr):
+            original(data, addr)
+            if data == b"exit":
+                raise SystemExit(3)
+
+        proto.datagram_received = exiting
+        state["t"], state["proto"] = t, proto
+
+    run(loop, setup())
+    t, proto = state["t"], state["proto"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for data in (b"a", b"exit", b"b", b"c"):
+            s.sendto(data, t.get_extra_info("sockname"))
+        with pytest.raises(SystemExit):
+            loop.run_until_complete(asyncio.sleep(STEP))
+        assert proto.data() == [b"a", b"exit"]
+        run(loop, proto.wait(4))
+    assert proto.data() == [b"a", b"exit", b"b", b"c"]
+    t.close()
+    run(loop, proto.lost)
+
+
+def test_closing_the_loop_with_an_open_endpoint(loop_factory):
+    """The loop closes around an open endpoint; the transport, dropped, warns and closes its
+    socket, as asyncio's does."""
+    import gc
+
+    lp = loop_factory()
+    try:
+        t, proto = lp.run_until_complete(
+            lp.create_datagram_endpoint(lambda: Datagrams(lp), local_addr=("127.0.0.1", 0))
+        )
+        fd = t.get_extra_info("socket").fileno()
+    finally:
+        lp.close()
+    with pytest.warns(ResourceWarning, match="unclosed transport"):
+        del t, proto
+        gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
