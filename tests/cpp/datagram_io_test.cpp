@@ -317,5 +317,52 @@ TEST_F(DatagramIO, StartingOnAClosedLoopIsRefused) {
   EXPECT_FALSE(io->reading());
 }
 
+// -- the system calls (core/src/socket_io.cpp) ---------------------------------------------
+
+TEST(DatagramCalls, ReceiveDatagramsFillsSlotsAndTruncatesLikeRecvfrom) {
+  udp_socket a, b;
+  b.send_to(a, "short");
+  b.send_to(a, "a longer datagram");
+  char memory[2][8];
+  sockaddr_storage from[2];
+  datagram_slot slots[2] = {{memory[0], 8, 0, &from[0], 0}, {memory[1], 8, 0, &from[1], 0}};
+  io_result got = receive_datagrams(a.fd, slots, 2);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got.bytes, 2);
+  EXPECT_EQ(std::string(memory[0], slots[0].size), "short");
+  EXPECT_EQ(std::string(memory[1], slots[1].size), "a longer");  // truncated to the slot
+  EXPECT_EQ(slots[0].from_length, sizeof(sockaddr_in));
+  EXPECT_EQ(reinterpret_cast<sockaddr_in*>(&from[1])->sin_port, b.address.sin_port);
+  EXPECT_TRUE(receive_datagrams(a.fd, slots, 2).would_block());
+}
+
+TEST(DatagramCalls, AnUnnamedUnixSenderHasNoAddress) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, fds), 0);
+  ASSERT_EQ(::send(fds[1], "x", 1, 0), 1);
+  char memory[4];
+  sockaddr_storage from;
+  datagram_slot slot{memory, sizeof memory, 0, &from, 0};
+  io_result got = receive_datagrams(fds[0], &slot, 1);
+  EXPECT_EQ(got.bytes, 1);
+  EXPECT_EQ(slot.from_length, 0u);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST(DatagramCalls, SendDatagramsSendsABatchInOrder) {
+  udp_socket a, b;
+  const std::string payloads[3] = {"one", "", "three"};
+  datagram_out batch[3];
+  for (int i = 0; i < 3; ++i) {
+    batch[i] = datagram_out{payloads[i].data(), payloads[i].size(), b.addr(), sizeof b.address};
+  }
+  io_result sent = send_datagrams(a.fd, batch, 3);
+  ASSERT_TRUE(sent.ok());
+  std::vector<std::string> got = b.drain();
+  EXPECT_EQ(static_cast<std::size_t>(sent.bytes), got.size());  // 3 with sendmmsg, 1 without
+  EXPECT_EQ(got.front(), "one");
+}
+
 }  // namespace
 }  // namespace pyloop
