@@ -362,3 +362,22 @@ def test_sendto_non_contiguous_buffer_is_fatal(loop, expect_exception_handler):
         assert expect_exception_handler[0]["message"] == "Fatal write error on datagram transport"
 
     run(loop, main())
+
+
+def test_pyloop_backlog_addresses_resolve_as_the_socket_module_does(pyloop_module):
+    """PyLoop only: a destination only the socket module converts, when it must wait in the
+    backlog, is resolved to its numeric form with the socket module's rules and errors."""
+    from data_bridge.pyloop._datagram import _numeric_address
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        assert _numeric_address(s, ("localhost", 53)) == ("127.0.0.1", 53)
+        assert _numeric_address(s, ("", 1)) == ("0.0.0.0", 1)
+        assert _numeric_address(s, ("<broadcast>", 1)) == ("255.255.255.255", 1)
+        with pytest.raises(TypeError):
+            _numeric_address(s, ("127.0.0.1", 1, 2))
+        with pytest.raises(OverflowError):
+            _numeric_address(s, ("127.0.0.1", 70000))
+        with pytest.raises(socket.gaierror):
+            _numeric_address(s, ("no-such-host.invalid", 1))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        assert _numeric_address(s, "/tmp/x") == b"/tmp/x"

@@ -54,6 +54,10 @@ def _numeric_address(sock, addr):
         return os.fsencode(addr) if isinstance(addr, str) else bytes(addr)
     if family not in (socket.AF_INET, socket.AF_INET6) or not isinstance(addr, tuple):
         raise TypeError(f"sendto(): invalid address {addr!r}")
+    if family == socket.AF_INET and len(addr) != 2:
+        raise TypeError("AF_INET address must be a pair (host, port)")
+    if family == socket.AF_INET6 and not 2 <= len(addr) <= 4:
+        raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])")
     host, port, *rest = addr
     if isinstance(host, (bytes, bytearray)):
         host = host.decode("idna")
