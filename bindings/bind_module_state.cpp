@@ -73,6 +73,10 @@ void export_module_state(nb::module_& m) {
   s.str_done = interned("done");
   s.str_set_result = interned("set_result");
   s.str_set_exception = interned("set_exception");
+  s.str_datagram_received = interned("datagram_received");
+  s.str_error_received = interned("error_received");
+  s.str_sendto_slow = interned("_sendto_slow");
+  s.str_callback_error = interned("_callback_error");
 
   m.def("_install_glue", &install_glue, nb::arg("report_handle_exception"),
         nb::arg("handle_repr"), nb::arg("extract_stack"),

@@ -66,6 +66,10 @@ struct native_watch_kind {
 extern const native_watch_kind stream_reader_kind;  // bindings/bind_stream_io.cpp
 extern const native_watch_kind stream_writer_kind;  // bindings/bind_stream_io.cpp
 extern const native_watch_kind sock_op_kind;        // bindings/bind_sock_ops.cpp
+// A datagram transport's read and write watches and its resume hand-off (a ready-queue entry).
+extern const native_watch_kind datagram_read_kind;    // bindings/bind_datagram_io.cpp
+extern const native_watch_kind datagram_write_kind;   // bindings/bind_datagram_io.cpp
+extern const native_watch_kind datagram_resume_kind;  // bindings/bind_datagram_io.cpp
 
 // The native kind of cb, or null (a Python handle, or a core-internal entry).
 const native_watch_kind* native_kind_of(const pyloop::callback& cb) noexcept;
@@ -83,5 +87,6 @@ void export_loop(nb::module_& m);
 void export_stream_io(nb::module_& m);
 void export_sock_ops(nb::module_& m);
 void export_pipe(nb::module_& m);
+void export_datagram_io(nb::module_& m);
 
 }  // namespace pyloop::bindings

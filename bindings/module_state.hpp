@@ -32,6 +32,9 @@ struct module_state {
   PyTypeObject* loop_type = nullptr;          // data_bridge.pyloop._pyloop.Loop
   PyTypeObject* sock_op_type = nullptr;       // a sock_* operation waiting for readiness
   PyTypeObject* stream_io_type = nullptr;     // data_bridge.pyloop._pyloop.StreamIO
+  PyTypeObject* datagram_io_type = nullptr;   // data_bridge.pyloop._pyloop.DatagramIO
+  // Offset of the `_io` slot in instances of the class given to install_datagram_methods().
+  Py_ssize_t datagram_io_slot_offset = 0;
   // Offset of the `_io` slot in instances of the transport class given to
   // install_stream_methods() (where write() finds its StreamIO).
   Py_ssize_t stream_io_slot_offset = 0;
@@ -70,6 +73,11 @@ struct module_state {
   nb::object str_done;                        // "done"
   nb::object str_set_result;                  // "set_result"
   nb::object str_set_exception;               // "set_exception"
+  // The datagram transport (python/.../_datagram.py) and its protocol, called by DatagramIO:
+  nb::object str_datagram_received;           // "datagram_received"
+  nb::object str_error_received;              // "error_received"
+  nb::object str_sendto_slow;                 // "_sendto_slow"
+  nb::object str_callback_error;              // "_callback_error"
   // Python glue installed by the package (data_bridge/pyloop/_glue.py) at import:
   nb::object report_handle_exception;  // (handle, exc) -> None: builds the context dict
   nb::object handle_repr;              // (handle) -> str, asyncio's Handle repr format

@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace pyloop {
 namespace {
 
@@ -62,5 +64,85 @@ io_result write_until_blocked(descriptor_kind kind, int fd, const char* data, st
   } while (sent < size);
   return last;
 }
+
+// -- datagrams -------------------------------------------------------------------------------
+
+io_result send_datagram(int fd, const datagram_out& d) noexcept {
+  if (d.to == nullptr) return retried([&] { return ::send(fd, d.data, d.size, send_flags); });
+  return retried([&] { return ::sendto(fd, d.data, d.size, send_flags, d.to, d.to_length); });
+}
+
+// recvmmsg/sendmmsg (Linux): one system call for a batch. Elsewhere, one datagram per call.
+#if defined(__linux__)
+
+io_result receive_datagrams(int fd, datagram_slot* slots, std::size_t count) noexcept {
+  count = std::min(count, max_datagram_batch);
+  mmsghdr headers[max_datagram_batch];
+  iovec buffers[max_datagram_batch];
+  for (std::size_t i = 0; i < count; ++i) {
+    buffers[i] = iovec{slots[i].data, slots[i].capacity};
+    headers[i] = mmsghdr{};
+    headers[i].msg_hdr.msg_name = slots[i].from;
+    headers[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    headers[i].msg_hdr.msg_iov = &buffers[i];
+    headers[i].msg_hdr.msg_iovlen = 1;
+  }
+  io_result got = retried([&] {
+    // MSG_DONTWAIT: a batch ends when nothing is left, even on a socket left blocking.
+    return static_cast<ssize_t>(
+        ::recvmmsg(fd, headers, static_cast<unsigned>(count), MSG_DONTWAIT, nullptr));
+  });
+  for (ssize_t i = 0; i < got.bytes; ++i) {
+    slots[i].size = headers[i].msg_len;
+    slots[i].from_length = headers[i].msg_hdr.msg_namelen;
+  }
+  return got;
+}
+
+io_result send_datagrams(int fd, const datagram_out* datagrams, std::size_t count) noexcept {
+  count = std::min(count, max_datagram_batch);
+  if (count == 1) {
+    io_result one = send_datagram(fd, datagrams[0]);
+    return one.ok() ? io_result{1, 0} : one;
+  }
+  mmsghdr headers[max_datagram_batch];
+  iovec buffers[max_datagram_batch];
+  for (std::size_t i = 0; i < count; ++i) {
+    buffers[i] = iovec{const_cast<char*>(datagrams[i].data), datagrams[i].size};
+    headers[i] = mmsghdr{};
+    headers[i].msg_hdr.msg_name = const_cast<sockaddr*>(datagrams[i].to);
+    headers[i].msg_hdr.msg_namelen = datagrams[i].to == nullptr ? 0 : datagrams[i].to_length;
+    headers[i].msg_hdr.msg_iov = &buffers[i];
+    headers[i].msg_hdr.msg_iovlen = 1;
+  }
+  return retried([&] {
+    return static_cast<ssize_t>(
+        ::sendmmsg(fd, headers, static_cast<unsigned>(count), send_flags));
+  });
+}
+
+#else
+
+io_result receive_datagrams(int fd, datagram_slot* slots, std::size_t count) noexcept {
+  if (count == 0) return io_result{0, 0};
+  datagram_slot& slot = slots[0];
+  socklen_t length = sizeof(sockaddr_storage);
+  io_result got = retried([&] {
+    return ::recvfrom(fd, slot.data, slot.capacity, 0, reinterpret_cast<sockaddr*>(slot.from),
+                      &length);
+  });
+  if (!got.ok()) return got;
+  slot.size = std::min(static_cast<std::size_t>(got.bytes), slot.capacity);
+  slot.from_length = length;
+  return io_result{1, 0};
+}
+
+io_result send_datagrams(int fd, const datagram_out* datagrams, std::size_t count) noexcept {
+  if (count == 0) return io_result{0, 0};
+  io_result one = send_datagram(fd, datagrams[0]);
+  return one.ok() ? io_result{1, 0} : one;
+}
+
+#endif
 
 }  // namespace pyloop

@@ -350,3 +350,49 @@ def test_unreferenced_loop_with_a_waiting_sock_call_is_collected():
     a.close()
     b.close()
     assert [r() for r in refs] == [None, None]
+
+
+class _DatagramEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+
+
+class _DatagramClient(asyncio.DatagramProtocol):
+    waiter = None
+
+    def datagram_received(self, data, addr):
+        self.waiter.set_result((data, addr))
+
+
+def datagram_round_trips(loop, n):
+    """UDP echo through two servers in turn, so that every address conversion (received and
+    sent) misses the transport's cache of the latest one."""
+
+    async def main():
+        servers = [
+            await loop.create_datagram_endpoint(_DatagramEcho, local_addr=("127.0.0.1", 0))
+            for _ in range(2)
+        ]
+        addresses = [t.get_extra_info("sockname") for t, _ in servers]
+        client, proto = await loop.create_datagram_endpoint(
+            _DatagramClient, local_addr=("127.0.0.1", 0)
+        )
+        for i in range(n):
+            proto.waiter = loop.create_future()
+            client.sendto(b"0123456789abcdef", addresses[i % 2])
+            data, addr = await proto.waiter
+            assert addr == addresses[i % 2]
+        client.close()
+        for t, _ in servers:
+            t.close()
+        await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc for RSS")
+def test_datagram_round_trips_leave_objects_and_rss_flat():
+    assert_flat(datagram_round_trips, warm_up=5_000, count=TRANSPORT_ROUND_TRIPS)

@@ -8,12 +8,17 @@ import re
 import socket
 
 from data_bridge.pyloop import PyLoop, _pyloop
+from data_bridge.pyloop._datagram import DatagramTransport
 from data_bridge.pyloop._transport import SocketTransport
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STUB = ROOT / "python/data_bridge/pyloop/_pyloop.pyi"
 MODULE_STATE = ROOT / "bindings/bind_module_state.cpp"
-CONTRACTS = {"_LoopCallbacks": PyLoop, "_TransportCallbacks": SocketTransport}
+CONTRACTS = {
+    "_LoopCallbacks": PyLoop,
+    "_TransportCallbacks": SocketTransport,
+    "_DatagramTransportCallbacks": DatagramTransport,
+}
 
 
 def class_members(node):
@@ -44,7 +49,7 @@ def stub_names():
 
 def runtime_names():
     names = {"": {n for n in vars(_pyloop) if not n.startswith("__") and n != "_state"}}
-    for cls_name in ("Handle", "TimerHandle", "Loop", "StreamIO"):
+    for cls_name in ("Handle", "TimerHandle", "Loop", "StreamIO", "DatagramIO"):
         cls = getattr(_pyloop, cls_name)
         own = {n for n in vars(cls) if not (n.startswith("__") and n.endswith("__"))}
         # Rich comparisons and hash are dunders the stub declares for TimerHandle only.
@@ -52,6 +57,7 @@ def runtime_names():
             own |= {"__lt__", "__le__", "__gt__", "__ge__", "__hash__"}
         names[cls_name] = own
     names["StreamIO"].add("__init__")  # its constructor's signature, declared in the stub
+    names["DatagramIO"].add("__init__")
     return names
 
 
@@ -92,11 +98,18 @@ def test_python_classes_implement_the_contract():
             import asyncio
 
             transport = SocketTransport(loop, a, asyncio.Protocol())
-            instances = {"_LoopCallbacks": loop, "_TransportCallbacks": transport}
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            datagrams = DatagramTransport(loop, udp, asyncio.DatagramProtocol())
+            instances = {
+                "_LoopCallbacks": loop,
+                "_TransportCallbacks": transport,
+                "_DatagramTransportCallbacks": datagrams,
+            }
             for contract, names in contract_members().items():
                 missing = [n for n in sorted(names) if not hasattr(instances[contract], n)]
                 assert missing == [], f"{CONTRACTS[contract].__name__} lacks {missing}"
             transport.abort()
+            datagrams.abort()
             loop.run_until_complete(asyncio.sleep(0))
         finally:
             b.close()

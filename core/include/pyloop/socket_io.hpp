@@ -1,6 +1,7 @@
 // core/include/pyloop/socket_io.hpp — the system calls that move bytes through a descriptor.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -44,5 +45,41 @@ io_result write_until_blocked(descriptor_kind kind, int fd, const char* data, st
 
 // The most buffers write_vector() is given at once (well below every kernel's IOV_MAX).
 inline constexpr std::size_t max_write_buffers = 64;
+
+// -- datagrams (core/src/datagram_io.cpp) ----------------------------------------------------
+
+// One datagram to receive into: `data` and `capacity` in, `size` (bytes received; a datagram
+// longer than capacity is truncated, as recvfrom() truncates it) and the sender's address out.
+struct datagram_slot {
+  char* data;              // where the payload goes
+  std::size_t capacity;    // room at data
+  std::size_t size;        // out: payload bytes
+  sockaddr_storage* from;  // out: the sender's address
+  socklen_t from_length;   // out: its length (0: no address, e.g. an unnamed Unix socket)
+};
+
+// One datagram to send: to == nullptr sends to the connected peer.
+struct datagram_out {
+  const char* data;    // the payload
+  std::size_t size;    // its length (0 is a valid, empty datagram)
+  const sockaddr* to;  // the destination, or null
+  socklen_t to_length;
+};
+
+// The most datagrams one receive_datagrams() or send_datagrams() call moves.
+inline constexpr std::size_t max_datagram_batch = 64;
+
+// Receives up to `count` datagrams (at most max_datagram_batch) in one call where the platform
+// can (recvmmsg on Linux), else one (recvfrom). The result's bytes is the number of slots
+// filled; an error is the error of the first datagram (the kernel reports a later one, such as
+// an ICMP error queued on the socket, at the next call).
+io_result receive_datagrams(int fd, datagram_slot* slots, std::size_t count) noexcept;
+// Sends one datagram (sendto, or send to the connected peer).
+io_result send_datagram(int fd, const datagram_out& datagram) noexcept;
+// Sends up to `count` datagrams (at most max_datagram_batch) in one call where the platform
+// can (sendmmsg on Linux), else one. The result's bytes is the number of datagrams sent (fewer
+// than count when a later one would block or failed: the next call reports that one); an
+// error is the first datagram's.
+io_result send_datagrams(int fd, const datagram_out* datagrams, std::size_t count) noexcept;
 
 }  // namespace pyloop

@@ -20,6 +20,7 @@ from asyncio import events, futures, tasks
 
 from . import _glue
 from ._asyncgens import AsyncgenMethods
+from ._datagram_endpoint import DatagramMethods
 from ._debug import DebugMethods
 from ._errors import ErrorHandlingMethods
 from ._executors import ExecutorMethods
@@ -62,6 +63,7 @@ class PyLoop(
     AsyncgenMethods,
     ResolverMethods,
     NetworkMethods,
+    DatagramMethods,
     SocketMethods,
     SignalMethods,
     PipeMethods,

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 
-# Methods of asyncio.AbstractEventLoop that PyLoop does not implement yet (datagrams, pipes,
+# Methods of asyncio.AbstractEventLoop that PyLoop does not implement yet (pipes,
 # subprocesses). Each raises NotImplementedError naming itself; coroutine methods stay
 # coroutines, so the error surfaces where asyncio's own errors would (at await).
 NOT_YET_IMPLEMENTED = (
-    "create_datagram_endpoint",
     "subprocess_shell", "subprocess_exec",
 )
 
@@ -18,7 +17,7 @@ NOT_YET_IMPLEMENTED = (
 def _not_implemented(name: str):
     message = (
         f"PyLoop.{name}() is not implemented yet (data_bridge.pyloop does not support "
-        f"datagrams, pipes and subprocesses yet)"
+        f"pipes and subprocesses yet)"
     )
     if inspect.iscoroutinefunction(getattr(asyncio.AbstractEventLoop, name, None)):
         async def method(self, *args, **kwargs):
