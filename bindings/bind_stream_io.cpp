@@ -10,6 +10,7 @@
 #include "stream_io_object.hpp"
 
 #include <climits>
+#include <cstring>
 #include <new>
 
 #include "module_state.hpp"
@@ -129,8 +130,11 @@ bool on_eof_received(void* owner) noexcept {
 }
 
 bool on_read_failed(void* owner, int error) noexcept {
+  stream_io_object* io = owner_io(owner);
   set_os_error(error);
-  return protocol_failed(owner_io(owner), "Fatal read error on socket transport");
+  return protocol_failed(io, io->kind == descriptor_kind::socket
+                                 ? "Fatal read error on socket transport"
+                                 : "Fatal read error on pipe transport");
 }
 
 bool on_enter(void* owner) noexcept {
@@ -176,14 +180,30 @@ bool on_leave(void* owner) noexcept {
 
 // -- the StreamIO type -------------------------------------------------------------------
 
+// The `kind` argument: "socket" (recv/send, the default) or "stream" (read/write).
+bool parse_kind(const char* name, descriptor_kind& kind) noexcept {
+  if (std::strcmp(name, "socket") == 0) {
+    kind = descriptor_kind::socket;
+  } else if (std::strcmp(name, "stream") == 0) {
+    kind = descriptor_kind::stream;
+  } else {
+    PyErr_Format(PyExc_ValueError, "StreamIO kind must be 'socket' or 'stream', not '%s'", name);
+    return false;
+  }
+  return true;
+}
+
 PyObject* stream_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   PyObject *loop, *transport;
   int fd;
-  static const char* keywords[] = {"loop", "fd", "transport", nullptr};
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiO:StreamIO", const_cast<char**>(keywords),
-                                   &loop, &fd, &transport)) {
+  const char* kind_name = "socket";
+  static const char* keywords[] = {"loop", "fd", "transport", "kind", nullptr};
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OiO|s:StreamIO", const_cast<char**>(keywords),
+                                   &loop, &fd, &transport, &kind_name)) {
     return nullptr;
   }
+  descriptor_kind kind;
+  if (!parse_kind(kind_name, kind)) return nullptr;
   if (!PyObject_TypeCheck(loop, state().loop_type)) {
     PyErr_SetString(PyExc_TypeError, "StreamIO() needs a PyLoop");
     return nullptr;
@@ -202,8 +222,9 @@ PyObject* stream_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   new (&io->protocol) nb::object();
   new (&io->context) nb::object();
   io->lent = Py_buffer{};
-  new (&io->writer) stream_writer(driver, fd, descriptor_kind::socket, stream_io_writer_events, self);
-  new (&io->reader) stream_reader(driver, fd, descriptor_kind::socket, stream_io_reader_events, self);
+  io->kind = kind;
+  new (&io->writer) stream_writer(driver, fd, kind, stream_io_writer_events, self);
+  new (&io->reader) stream_reader(driver, fd, kind, stream_io_reader_events, self);
   return self;
 }
 
@@ -348,6 +369,8 @@ int set_bool(PyObject* value, bool& field) {
   return 0;
 }
 
+PyObject* get_closing(PyObject* self, void*) { return PyBool_FromLong(as_stream_io(self)->closing); }
+int set_closing(PyObject* self, PyObject* value, void*) { return set_bool(value, as_stream_io(self)->closing); }
 PyObject* get_eof(PyObject* self, void*) { return PyBool_FromLong(as_stream_io(self)->eof); }
 int set_eof(PyObject* self, PyObject* value, void*) { return set_bool(value, as_stream_io(self)->eof); }
 PyObject* get_blocked(PyObject* self, void*) { return PyBool_FromLong(as_stream_io(self)->blocked); }
@@ -368,6 +391,7 @@ PyMethodDef stream_io_methods[] = {
 
 PyGetSetDef stream_io_getset[] = {
     {"lost", get_lost, set_lost, "Writes after the connection was lost.", nullptr},
+    {"closing", get_closing, set_closing, "A pipe transport is closing: writes are dropped and counted.", nullptr},
     {"eof", get_eof, set_eof, "write_eof() was called: writes are refused.", nullptr},
     {"blocked", get_blocked, set_blocked, "A sendfile is in progress: writes are refused.", nullptr},
     {"fd", get_fd, nullptr, "The transport's descriptor.", nullptr},
@@ -384,7 +408,7 @@ PyType_Slot stream_io_slots[] = {
     {Py_tp_clear, reinterpret_cast<void*>(stream_io_clear)},
     {Py_tp_methods, stream_io_methods},
     {Py_tp_getset, stream_io_getset},
-    {Py_tp_doc, const_cast<char*>("StreamIO(loop, fd, transport): a stream transport's native reader and writer.")},
+    {Py_tp_doc, const_cast<char*>("StreamIO(loop, fd, transport, kind='socket'): a stream transport's native reader and writer.")},
     {0, nullptr},
 };
 

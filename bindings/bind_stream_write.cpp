@@ -66,19 +66,25 @@ stream_io_object* stream_io_of(PyObject* transport) {
   return as_stream_io(io);
 }
 
-// asyncio's warning for writes that keep coming after the connection was lost.
-bool warn_lost_write() {
+// asyncio's warning for writes that keep coming after the connection was lost (or, on a
+// pipe, after close()), in the words of its socket or pipe transport.
+bool warn_lost_write(const stream_io_object* io) {
+  const char* text = io->kind == descriptor_kind::socket
+                         ? "socket.send() raised exception."
+                         : "pipe closed by peer or os.write(pipe, data) raised exception.";
   nb::object logging = nb::steal(PyImport_ImportModule("logging"));
   if (!logging.is_valid()) return false;
   nb::object logger = nb::steal(PyObject_CallMethod(logging.ptr(), "getLogger", "s", "asyncio"));
   if (!logger.is_valid()) return false;
   nb::object done = nb::steal(
-      PyObject_CallMethod(logger.ptr(), "warning", "s", "socket.send() raised exception."));
+      PyObject_CallMethod(logger.ptr(), "warning", "s", text));
   return done.is_valid();
 }
 
 // Checks that a write may proceed, in asyncio's order: write_eof, sendfile, empty data, then
-// a lost connection. Returns 1 to write, 0 when the write is dropped, -1 with an exception.
+// a lost connection or a closing pipe (asyncio's pipe transport drops writes once close() or
+// write_eof() was called). Returns 1 to write, 0 when the write is dropped, -1 with an
+// exception.
 int admit_unusual_write(stream_io_object* io, bool empty) {
   if (io->eof) {
     PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
@@ -89,14 +95,14 @@ int admit_unusual_write(stream_io_object* io, bool empty) {
     return -1;
   }
   if (empty) return 0;
-  if (io->lost >= log_threshold_for_connlost_writes && !warn_lost_write()) return -1;
+  if (io->lost >= log_threshold_for_connlost_writes && !warn_lost_write(io)) return -1;
   ++io->lost;
   return 0;
 }
 
 // The common case in a few instructions: data to write on a healthy transport.
 inline int admit_write(stream_io_object* io, bool empty) {
-  if (!empty && !io->eof && !io->blocked && io->lost == 0) return 1;
+  if (!empty && !io->eof && !io->blocked && !io->closing && io->lost == 0) return 1;
   return admit_unusual_write(io, empty);
 }
 
@@ -209,7 +215,14 @@ void install_stream_methods(nb::handle cls) {
   if (Py_TYPE(slot.ptr()) != &PyMemberDescr_Type) {
     throw nb::type_error("install_stream_methods(): `_io` must be a __slots__ entry");
   }
-  state().stream_io_slot_offset = reinterpret_cast<PyMemberDescrObject*>(slot.ptr())->d_member->offset;
+  // One offset for every class: the native write() reads it from module state.
+  const Py_ssize_t offset = reinterpret_cast<PyMemberDescrObject*>(slot.ptr())->d_member->offset;
+  module_state& s = state();
+  if (s.stream_io_slot_offset != 0 && s.stream_io_slot_offset != offset) {
+    throw nb::type_error("install_stream_methods(): `_io` must be at the offset of the other "
+                         "transport classes' slot");
+  }
+  s.stream_io_slot_offset = offset;
   for (PyMethodDef* def : {&transport_write_def, &transport_writelines_def}) {
     nb::object descriptor = nb::steal(PyDescr_NewMethod(type, def));
     if (!descriptor.is_valid() || PyObject_SetAttrString(cls.ptr(), def->ml_name, descriptor.ptr()) < 0) {

@@ -82,5 +82,6 @@ bool flush_stream_writers(loop_object* loop) noexcept;
 void export_loop(nb::module_& m);
 void export_stream_io(nb::module_& m);
 void export_sock_ops(nb::module_& m);
+void export_pipe(nb::module_& m);
 
 }  // namespace pyloop::bindings

@@ -13,4 +13,5 @@ NB_MODULE(_pyloop, m) {
   export_loop(m);
   export_stream_io(m);
   export_sock_ops(m);
+  export_pipe(m);
 }

@@ -28,6 +28,8 @@ struct stream_io_object {
   stream_writer writer;  // the write half: queue, sending policy, writability watch
   stream_reader reader;  // the read half: the readiness callback
   int lost;              // writes after the connection was lost (asyncio's _conn_lost)
+  descriptor_kind kind;  // socket (recv/send) or stream (read/write: a pipe transport's)
+  bool closing;          // a pipe transport is closing: writes are dropped and counted
   bool eof;              // write_eof() was called: writes are refused
   bool blocked;          // a sendfile is in progress: writes are refused
 };

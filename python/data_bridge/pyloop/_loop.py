@@ -25,6 +25,7 @@ from ._errors import ErrorHandlingMethods
 from ._executors import ExecutorMethods
 from ._network import NetworkMethods
 from ._not_implemented import install_stubs
+from ._pipes import PipeMethods
 from ._resolver import ResolverMethods
 from ._signals import SignalMethods
 from ._sockets import SocketMethods
@@ -63,6 +64,7 @@ class PyLoop(
     NetworkMethods,
     SocketMethods,
     SignalMethods,
+    PipeMethods,
     asyncio.AbstractEventLoop,  # last: the mixins' methods override its abstract ones
 ):
     """An asyncio event loop running on the data_bridge.pyloop C++ engine."""

@@ -10,7 +10,7 @@ import inspect
 # subprocesses). Each raises NotImplementedError naming itself; coroutine methods stay
 # coroutines, so the error surfaces where asyncio's own errors would (at await).
 NOT_YET_IMPLEMENTED = (
-    "create_datagram_endpoint", "connect_read_pipe", "connect_write_pipe",
+    "create_datagram_endpoint",
     "subprocess_shell", "subprocess_exec",
 )
 
