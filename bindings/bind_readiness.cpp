@@ -91,7 +91,8 @@ bool as_descriptor(PyObject* value, int& fd) {
 }
 
 const native_watch_kind* native_kind_of(const callback& cb) noexcept {
-  for (const native_watch_kind* kind : {&stream_reader_kind, &stream_writer_kind, &sock_op_kind}) {
+  for (const native_watch_kind* kind : {&stream_reader_kind, &stream_writer_kind, &sock_op_kind,
+                                            &child_watch_kind}) {
     if (cb.ops == kind->ops) return kind;
   }
   return nullptr;

@@ -66,6 +66,7 @@ struct native_watch_kind {
 extern const native_watch_kind stream_reader_kind;  // bindings/bind_stream_io.cpp
 extern const native_watch_kind stream_writer_kind;  // bindings/bind_stream_io.cpp
 extern const native_watch_kind sock_op_kind;        // bindings/bind_sock_ops.cpp
+extern const native_watch_kind child_watch_kind;    // bindings/bind_subprocess.cpp
 
 // The native kind of cb, or null (a Python handle, or a core-internal entry).
 const native_watch_kind* native_kind_of(const pyloop::callback& cb) noexcept;
@@ -83,5 +84,6 @@ void export_loop(nb::module_& m);
 void export_stream_io(nb::module_& m);
 void export_sock_ops(nb::module_& m);
 void export_pipe(nb::module_& m);
+void export_subprocess(nb::module_& m);
 
 }  // namespace pyloop::bindings

@@ -14,4 +14,5 @@ NB_MODULE(_pyloop, m) {
   export_stream_io(m);
   export_sock_ops(m);
   export_pipe(m);
+  export_subprocess(m);
 }

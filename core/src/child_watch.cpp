@@ -86,8 +86,8 @@ std::error_code child_watch::start() noexcept {
   callback replaced;
   if (std::error_code ec =
           loop_.watch(handle_, io_watch::direction::read, callback{&watch_ops, this}, replaced)) {
-    events_.release(owner_);
     close_handle();
+    events_.release(owner_);  // last: the owner may go with it
     return ec;
   }
   installed_ = true;

@@ -11,7 +11,6 @@ import inspect
 # coroutines, so the error surfaces where asyncio's own errors would (at await).
 NOT_YET_IMPLEMENTED = (
     "create_datagram_endpoint",
-    "subprocess_shell", "subprocess_exec",
 )
 
 
