@@ -46,8 +46,10 @@ _FileIO = io.FileIO
 
 
 def takes_fast_path(kwargs: dict) -> bool:
-    """True when every keyword argument is one posix_spawn expresses (or is left unused)."""
-    if not FAST_SPAWN:
+    """True when every keyword argument is one posix_spawn expresses (or is left unused), and
+    subprocess.Popen is Popen itself: a program (or a test) that replaced it gets its own
+    class called, as with asyncio."""
+    if not FAST_SPAWN or subprocess.Popen is not _Popen:
         return False
     for name, value in kwargs.items():
         if name in _FAST_KEYWORDS:
@@ -82,7 +84,7 @@ def popen(args, shell, stdin, stdout, stderr, bufsize, kwargs):
             return _spawn_popen(args, shell, stdin, stdout, stderr, bufsize, **kwargs)
         except _Fallback:
             pass
-    return _Popen(args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+    return subprocess.Popen(args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
                   universal_newlines=False, bufsize=bufsize, **kwargs)
 
 
