@@ -15,7 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <cerrno>
+#include <utility>
+
+#include "pyloop/native_runtime.hpp"
 
 extern char** environ;
 
@@ -134,6 +139,10 @@ int set_attributes(const spawn_request& r, posix_spawnattr_t* attr) noexcept {
     flags |= POSIX_SPAWN_SETSIGDEF;
   }
   if (r.start_new_session) flags |= POSIX_SPAWN_SETSID;
+  if (r.signal_mask != nullptr) {
+    if (int err = ::posix_spawnattr_setsigmask(attr, r.signal_mask)) return err;
+    flags |= POSIX_SPAWN_SETSIGMASK;
+  }
   return ::posix_spawnattr_setflags(attr, flags);
 }
 
@@ -222,5 +231,87 @@ spawn_result spawn_process(const spawn_request&) noexcept {
 }
 
 #endif
+
+
+namespace {
+
+void reap_blocking(pid_t pid) noexcept {
+  int status;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+std::vector<const char*> c_strings(const std::vector<std::string>& strings) {
+  std::vector<const char*> out;
+  out.reserve(strings.size() + 1);
+  for (const std::string& s : strings) out.push_back(s.c_str());
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+void abandon_child(spawn_result& started) noexcept {
+  for (int& fd : started.parent_fds) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  const pid_t pid = started.pid;
+  started.pid = -1;
+  if (pid <= 0) return;
+  ::kill(pid, SIGKILL);
+  try {
+    run_on_native_runtime([pid] { reap_blocking(pid); });
+  } catch (...) {
+    reap_blocking(pid);  // no memory for the hand-over: a killed child ends promptly
+  }
+}
+
+void spawn_job::run() noexcept {
+  try {
+    std::vector<const char*> argv_ptrs = c_strings(argv);
+    std::vector<const char*> exec_ptrs = c_strings(executables);
+    std::vector<const char*> env_ptrs;
+    spawn_request request;
+    request.argv = argv_ptrs.data();
+    request.executables = exec_ptrs.data();
+    if (env) {
+      env_ptrs = c_strings(*env);
+      request.envp = env_ptrs.data();
+    }
+    request.cwd = cwd ? cwd->c_str() : nullptr;
+    for (int i = 0; i < 3; ++i) request.stdio[i] = stdio[i];
+    request.pass_fds = pass_fds.data();
+    request.pass_fd_count = pass_fds.size();
+    request.close_fds = close_fds;
+    request.start_new_session = start_new_session;
+    request.restore_signals = restore_signals;
+    request.signal_mask = &signal_mask;
+    result = spawn_process(request);
+  } catch (...) {
+    result = spawn_result{};
+    result.error = ENOMEM;
+  }
+}
+
+void spawn_async(std::shared_ptr<loop_mailbox> mailbox, std::unique_ptr<spawn_job>& job,
+                 const callback_ops* ops) {
+  ::pthread_sigmask(SIG_BLOCK, nullptr, &job->signal_mask);
+  if (!job->env) {
+    // The environment as it is now, read on the requesting thread: another thread may change
+    // it (os.environ's putenv) while the worker spawns, and environ is not safe to read then.
+    std::vector<std::string> current;
+    for (char** entry = environ; *entry != nullptr; ++entry) current.emplace_back(*entry);
+    job->env = std::move(current);
+  }
+  spawn_job* raw = job.get();
+  run_on_native_runtime([mailbox = std::move(mailbox), raw, ops] {
+    std::unique_ptr<spawn_job> owned(raw);
+    owned->run();
+    if (mailbox->deliver(callback{ops, owned.get()})) owned.release();
+    // Otherwise the loop is gone: the job is deleted here, abandoning its child.
+  });
+  (void)job.release();  // the worker owns it now
+}
 
 }  // namespace pyloop

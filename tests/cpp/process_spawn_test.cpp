@@ -11,6 +11,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <string>
+#include <thread>
+
+#include "pyloop/loop_driver.hpp"
 
 namespace pyloop {
 namespace {
@@ -180,6 +183,88 @@ TEST(ProcessSpawn, StandardDescriptorsSwapped) {
   EXPECT_EQ(read_all(p[0]), "to-stdout\n");
   EXPECT_EQ(read_all(q[0]), "to-stderr\n");
   for (int fd : {p[0], q[0], saved1, saved2}) ::close(fd);
+}
+
+// The completion of spawn_async: keeps the job for the test.
+struct job_sink {
+  static inline std::unique_ptr<spawn_job> last;
+  static callback_status take(void* payload) noexcept {
+    last.reset(static_cast<spawn_job*>(payload));
+    return callback_status::done;
+  }
+  static void drop(void* payload) noexcept { delete static_cast<spawn_job*>(payload); }
+  static constexpr callback_ops ops{take, drop, nullptr, nullptr, nullptr};
+};
+
+std::unique_ptr<spawn_job> shell_job(const char* script) {
+  auto job = std::make_unique<spawn_job>();
+  job->argv = {"/bin/sh", "-c", script};
+  job->executables = {"/nonexistent/sh", "/bin/sh"};
+  job->stdio[1].how = child_stream::kind::pipe;
+  return job;
+}
+
+TEST(ProcessSpawn, AsyncSpawnCompletesIntoTheLoopWithTheCallersSignalMask) {
+  loop_driver loop;
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &block, &old), 0);
+  auto job = shell_job("");
+  job->argv = {"grep", "SigBlk", "/proc/self/status"};  // no shell: dash resets its mask
+  job->executables = {"/bin/grep", "/usr/bin/grep"};
+  ::setenv("PYLOOP_SPAWN_TEST", "seen", 1);
+  spawn_async(loop.mailbox(), job, &job_sink::ops);
+  ::unsetenv("PYLOOP_SPAWN_TEST");  // the job took the environment when it was asked for
+  ASSERT_EQ(::pthread_sigmask(SIG_SETMASK, &old, nullptr), 0);
+  EXPECT_EQ(job, nullptr);
+  for (int i = 0; i < 200 && !job_sink::last; ++i) loop.run_once();
+  ASSERT_TRUE(job_sink::last);
+  spawn_job& done = *job_sink::last;
+  ASSERT_EQ(done.result.error, 0);
+  ASSERT_TRUE(done.env.has_value());
+  bool found = false;
+  for (const std::string& e : *done.env) found = found || e == "PYLOOP_SPAWN_TEST=seen";
+  EXPECT_TRUE(found);
+  const std::string out = read_all(done.result.parent_fds[1]);
+  EXPECT_EQ(out, "SigBlk:\t0000000000000200\n");  // SIGUSR1 (10): bit 9
+  ::close(done.result.parent_fds[1]);
+  EXPECT_EQ(wait_for(done.result.pid), 0);
+  done.taken = true;
+  job_sink::last.reset();
+}
+
+TEST(ProcessSpawn, AnUntakenJobKillsAndReapsItsChild) {
+  auto job = shell_job("sleep 30");
+  job->run();
+  ASSERT_EQ(job->result.error, 0);
+  const pid_t pid = job->result.pid;
+  const int fd = job->result.parent_fds[1];
+  job.reset();  // nobody took it
+  EXPECT_EQ(::fcntl(fd, F_GETFD), -1);  // the pipe end is closed
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    gone = ::kill(pid, 0) != 0 && errno == ESRCH;  // reaped on the runtime: no zombie left
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(gone);
+}
+
+TEST(ProcessSpawn, AClosedMailboxAbandonsTheChild) {
+  auto job = shell_job("sleep 30");
+  pid_t pid = -1;
+  {
+    loop_driver loop;
+    spawn_async(loop.mailbox(), job, &job_sink::ops);
+    loop.close();  // before or after the worker ran: either way nobody takes the child
+  }
+  // The job was deleted by the worker or by the loop's clear; its child is killed and reaped.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(job_sink::last);
+  (void)pid;
+  int status;
+  EXPECT_EQ(::waitpid(-1, &status, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 # and no descriptor. The transport level is in test_subprocess_transport.py.
 
 import asyncio
+import gc
 import os
 import signal
 import stat
@@ -465,4 +466,62 @@ def test_500_concurrent_children_leave_no_zombie_and_no_descriptor(loop):
     assert run(loop, main()) == [0] * 500
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no child left, not even a zombie
+    assert open_descriptors() == before
+
+
+# -- the start itself ----------------------------------------------------------------------------
+
+
+def sig_blocked(status_text):
+    for line in status_text.splitlines():
+        if line.startswith(b"SigBlk:"):
+            return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk line")
+
+
+def test_child_signal_mask_is_the_callers(loop):
+    # Popen's child inherits the calling thread's mask: empty normally, SIGUSR1 while blocked.
+    async def main():
+        out, _ = await output_of("cat", "/proc/self/status")
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        try:
+            blocked, _ = await output_of("cat", "/proc/self/status")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        return sig_blocked(out), sig_blocked(blocked)
+
+    assert run(loop, main()) == (0, 1 << (signal.SIGUSR1 - 1))
+
+
+def children_left():
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("delay", [0, 1, 3])
+def test_cancelled_while_starting_leaves_no_child_and_no_descriptor(loop, delay):
+    gc.collect()  # pipes of earlier tests that only the collector closes
+    before = open_descriptors()
+
+    async def main():
+        task = asyncio.ensure_future(
+            asyncio.create_subprocess_exec("sleep", "30", stdin=PIPE, stdout=PIPE, stderr=PIPE))
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            proc = await task
+        except asyncio.CancelledError:
+            pass
+        else:  # it had started already: end it as a program would
+            proc.kill()
+            await proc.wait()
+            proc._transport.close()
+
+    run(loop, main())
+    gc.collect()
+    assert not children_left()
     assert open_descriptors() == before

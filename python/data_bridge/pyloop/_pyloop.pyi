@@ -158,7 +158,9 @@ def prepare_pipe(fd: int) -> str | None: ...
 # True where spawn() honours every field (glibc 2.34+); elsewhere Popen starts the children.
 def fast_spawn_available() -> bool: ...
 
-def spawn(
+def spawn_async(
+    loop: Loop,
+    future: asyncio.Future[tuple[int, int | None, int | None, int | None]],  # pid, pipe ends
     argv: list[bytes],
     executables: list[bytes],
     env: list[bytes] | None,
@@ -172,7 +174,7 @@ def spawn(
     restore_signals: bool,
     error_filename: object,  # named by the OSError when no executable could start
     error_cwd: object,  # named by the OSError when changing into cwd failed
-) -> tuple[int, int | None, int | None, int | None]: ...  # pid and the parent's pipe ends
+) -> None: ...
 def watch_child(loop: Loop, pid: int, callback: Callable[[int, int | None], object]) -> None: ...
 
 # -- What the native code calls on Python objects ------------------------------------------

@@ -3,7 +3,8 @@ posix_spawn (core/src/process_spawn.cpp), and the Popen object that stands for i
 
 Popen's own preparation is repeated step for step (argument list, the shell, the audit event,
 the environment list, the executables to try over PATH, the standard streams), then one
-native call starts the child, and the result is a real subprocess.Popen instance filled in as
+native call starts the child on the native runtime (the subprocess mixin awaits it), and the
+result is a real subprocess.Popen instance filled in as
 Popen's constructor fills it (pid, args, the pipe file objects...), so poll(), wait(),
 send_signal(), communicate() and repr() are Popen's own. Anything posix_spawn cannot express
 (preexec_fn, user, group, extra_groups, umask, process_group, pipesize, or a stream argument
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 
-from ._pyloop import fast_spawn_available, spawn
+from ._pyloop import fast_spawn_available
 
 FAST_SPAWN = fast_spawn_available()
 
@@ -73,31 +74,27 @@ def _stream(value, name: str) -> int | None:
     return value.fileno()
 
 
-class _Fallback(Exception):
+class _Fallback(Exception):  # noqa: N818 (a signal, not an error)
     """An argument the fast path leaves to subprocess.Popen (it raises Popen's error)."""
 
 
 def popen(args, shell, stdin, stdout, stderr, bufsize, kwargs):
-    """A started subprocess.Popen for asyncio's arguments (universal_newlines=False)."""
-    if takes_fast_path(kwargs):
-        try:
-            return _spawn_popen(args, shell, stdin, stdout, stderr, bufsize, **kwargs)
-        except _Fallback:
-            pass
+    """subprocess.Popen as asyncio starts it (universal_newlines=False)."""
     return subprocess.Popen(args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
-                  universal_newlines=False, bufsize=bufsize, **kwargs)
+                            universal_newlines=False, bufsize=bufsize, **kwargs)
 
 
-def _spawn_popen(args, shell, stdin, stdout, stderr, bufsize, executable=None, close_fds=True,
-                 cwd=None, env=None, restore_signals=True, start_new_session=False,
-                 pass_fds=(), **unused):
+def prepare(args, shell, stdin, stdout, stderr, bufsize, executable=None, close_fds=True,
+            cwd=None, env=None, restore_signals=True, start_new_session=False, pass_fds=(),
+            **unused):
+    """Popen's preparation, step for step: the arguments of spawn_async() after the loop
+    and the future. Raises what Popen raises for bad arguments, or _Fallback."""
     if bufsize != 0 or stdin == _STDOUT or stdout == _STDOUT:
         raise _Fallback
     if pass_fds and not close_fds:
         import warnings
         warnings.warn("pass_fds overriding close_fds.", RuntimeWarning)
         close_fds = True
-    popen_args = args
     if isinstance(args, (str, bytes)):
         args = [args]
     elif isinstance(args, os.PathLike):
@@ -137,11 +134,14 @@ def _spawn_popen(args, shell, stdin, stdout, stderr, bufsize, executable=None, c
         candidates = [os.path.join(os.fsencode(d), encoded) for d in os.get_exec_path(env)]
     argv = [os.fsencode(a) for a in args]
     keep = sorted(map(int, set(pass_fds))) if pass_fds else []
-    pid, in_w, out_r, err_r = spawn(
-        argv, candidates, env_list, None if cwd is None else os.fsencode(cwd),
-        in_fd, out_fd, err_fd, close_fds, keep, start_new_session, restore_signals,
-        executable, cwd,
-    )
+    return (argv, candidates, env_list, None if cwd is None else os.fsencode(cwd),
+            in_fd, out_fd, err_fd, close_fds, keep, start_new_session, restore_signals,
+            executable, cwd)
+
+
+def make_popen(popen_args, started):
+    """The subprocess.Popen of a child spawn_async() started: (pid, stdin, stdout, stderr)."""
+    pid, in_w, out_r, err_r = started
     proc = _Popen.__new__(_Popen)
     proc.__dict__.update(_POPEN_STATE)
     proc._waitpid_lock = _new_lock()

@@ -17,10 +17,10 @@ import errno
 import logging
 import os
 import threading
-from asyncio import base_events, base_subprocess
+from asyncio import base_events, base_subprocess, exceptions, tasks
 
 from . import _spawn
-from ._pyloop import watch_child
+from ._pyloop import spawn_async, watch_child
 
 logger = logging.getLogger("asyncio")
 
@@ -30,8 +30,12 @@ _BASE = base_events.BaseEventLoop
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     """asyncio's subprocess transport with PyLoop's start of the child."""
 
-    def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
-        self._proc = _spawn.popen(args, shell, stdin, stdout, stderr, bufsize, kwargs)
+    def _start(self, args, shell, stdin, stdout, stderr, bufsize, _started=None, **kwargs):
+        # _started: the Popen of a child the fast path started already.
+        if _started is not None:
+            self._proc = _started
+        else:
+            self._proc = _spawn.popen(args, shell, stdin, stdout, stderr, bufsize, kwargs)
 
     def _child_exited(self, pid, returncode) -> None:
         """The loop's child watch reaped the child (returncode None: someone else did)."""
@@ -86,8 +90,53 @@ class SubprocessMethods:
                 raise
             _wait_in_thread(self, pid, transp._child_exited)
 
+    async def _spawn_fast(self, args, shell, stdin, stdout, stderr, bufsize, kwargs):
+        """The child started by posix_spawn on the native runtime (the loop goes on while
+        it execs), as a Popen; None when only subprocess.Popen can start it. A cancellation
+        while it starts leaves the child to the runtime, which kills and reaps it."""
+        if not _spawn.takes_fast_path(kwargs):
+            return None
+        try:
+            prepared = _spawn.prepare(args, shell, stdin, stdout, stderr, bufsize, **kwargs)
+        except _spawn._Fallback:
+            return None
+        started = self.create_future()
+        spawn_async(self, started, *prepared)
+        try:
+            return _spawn.make_popen(args, await tasks.shield(started))
+        except exceptions.CancelledError:
+            # As asyncio's start, which cannot be interrupted: the child is started, then
+            # killed and waited for, then the cancellation goes on.
+            try:
+                started_result = await started
+            except Exception:
+                raise exceptions.CancelledError from None
+            await self._end_child(_spawn.make_popen(args, started_result))
+            raise
+
+    async def _end_child(self, proc) -> None:
+        """Ends a child nobody will use: its pipes closed, killed, reaped by the loop."""
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.kill()
+        exited = self.create_future()
+
+        def on_exit(pid, returncode):
+            if not exited.done():
+                exited.set_result(returncode)
+
+        try:
+            watch_child(self, proc.pid, on_exit)
+        except OSError:
+            _wait_in_thread(self, proc.pid, on_exit)
+        proc.returncode = await exited
+
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
                                          bufsize, extra=None, **kwargs):
+        proc = await self._spawn_fast(args, shell, stdin, stdout, stderr, bufsize, kwargs)
+        if proc is not None:
+            kwargs = {"_started": proc}
         waiter = self.create_future()
         transp = SubprocessTransport(self, protocol, args, shell, stdin, stdout, stderr,
                                      bufsize, waiter=waiter, extra=extra, **kwargs)
