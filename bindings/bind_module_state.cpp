@@ -61,6 +61,7 @@ void export_module_state(nb::module_& m) {
   s.str_on_drained = interned("_on_drained");
   s.str_on_eof = interned("_on_eof");
   s.str_fatal_error = interned("_fatal_error");
+  s.str_protocol_error = interned("_protocol_error");
   s.str_data_received = interned("data_received");
   s.str_get_buffer = interned("get_buffer");
   s.str_buffer_updated = interned("buffer_updated");

@@ -55,19 +55,26 @@ namespace {
 
 stream_io_object* owner_io(void* owner) noexcept { return as_stream_io(owner); }
 
-// A protocol callback (or the read itself) failed: as asyncio's transport does, the error
-// goes to _fatal_error with `message`, unless it is SystemExit or KeyboardInterrupt, which
-// stay pending and leave the loop. True when handled.
-bool protocol_failed(stream_io_object* io, const char* message) noexcept {
+// The read failed, or a protocol callback inside it: the transport's method `name` (its
+// _fatal_error or its _protocol_error) gets the error and `message`, as asyncio's transport
+// handles it, unless it is SystemExit or KeyboardInterrupt, which stay pending and leave the
+// loop. True when handled.
+bool transport_failed(stream_io_object* io, PyObject* name, const char* message) noexcept {
   if (exiting_exception_pending()) return false;
   nb::object exc = take_exception();
   nb::object text = nb::steal(PyUnicode_FromString(message));
   if (!text.is_valid()) return false;
   PyObject* argv[] = {io->transport.ptr(), exc.ptr(), text.ptr()};
   if (argv[0] == nullptr) return true;  // detached
-  nb::object done = nb::steal(PyObject_VectorcallMethod(
-      state().str_fatal_error.ptr(), argv, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
+  nb::object done = nb::steal(
+      PyObject_VectorcallMethod(name, argv, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
   return done.is_valid();
+}
+
+// A protocol callback failed: a socket transport treats it as fatal; asyncio's read pipe
+// transport reports it as its read handle's exception and goes on reading.
+bool protocol_failed(stream_io_object* io, const char* message) noexcept {
+  return transport_failed(io, state().str_protocol_error.ptr(), message);
 }
 
 // Calls protocol.<name>(arg) by vectorcall. The protocol is held for the call: a method written
@@ -132,9 +139,10 @@ bool on_eof_received(void* owner) noexcept {
 bool on_read_failed(void* owner, int error) noexcept {
   stream_io_object* io = owner_io(owner);
   set_os_error(error);
-  return protocol_failed(io, io->kind == descriptor_kind::socket
-                                 ? "Fatal read error on socket transport"
-                                 : "Fatal read error on pipe transport");
+  return transport_failed(io, state().str_fatal_error.ptr(),
+                          io->kind == descriptor_kind::socket
+                              ? "Fatal read error on socket transport"
+                              : "Fatal read error on pipe transport");
 }
 
 bool on_enter(void* owner) noexcept {

@@ -58,6 +58,7 @@ struct module_state {
   nb::object str_on_drained;                  // "_on_drained"
   nb::object str_on_eof;                      // "_on_eof"
   nb::object str_fatal_error;                 // "_fatal_error"
+  nb::object str_protocol_error;              // "_protocol_error"
   nb::object str_data_received;               // "data_received"
   nb::object str_get_buffer;                  // "get_buffer"
   nb::object str_buffer_updated;              // "buffer_updated"

@@ -22,6 +22,7 @@ import warnings
 from asyncio import base_events, futures, transports
 
 from ._pyloop import StreamIO, install_stream_methods, prepare_pipe
+from ._transport import NativeWriteBuffer, ReadingControl, report_fatal_error
 
 logger = logging.getLogger("asyncio")
 
@@ -46,7 +47,7 @@ class _PipeTransport:
 
     __slots__ = ()
 
-    def _init_pipe(self, loop, pipe, fileno, protocol, waiter) -> None:
+    def _init_pipe(self, loop, pipe, fileno, protocol) -> None:
         self._extra["pipe"] = pipe
         self._loop = loop
         self._fileno = fileno
@@ -93,23 +94,6 @@ class _PipeTransport:
     def is_closing(self) -> bool:
         return self._closing
 
-    def _report_fatal(self, exc, message, quiet) -> None:
-        # asyncio's _fatal_error of pipe transports: the errors `quiet` accepts are logged in
-        # debug mode only, anything else goes to the loop's exception handler.
-        if quiet(exc):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
-        self._close(exc)
-
     def _lose_connection(self, exc) -> None:
         # connection_lost is called once, in the next callback, whatever closes first
         # (asyncio would call it again, on a transport already torn down).
@@ -128,7 +112,7 @@ class _PipeTransport:
             self._loop = None
 
 
-class PipeReadTransport(_PipeTransport, transports.ReadTransport):
+class PipeReadTransport(_PipeTransport, ReadingControl, transports.ReadTransport):
     """asyncio.ReadTransport over a pipe, a FIFO, a socket or a character device."""
 
     __slots__ = ("_io", "__dict__", "__weakref__")
@@ -140,7 +124,7 @@ class PipeReadTransport(_PipeTransport, transports.ReadTransport):
         fileno, _ = _prepared_fileno(self, pipe, "Pipe transport is for pipes/sockets only.")
         self._io = StreamIO(loop, fileno, self, "stream")
         self._paused = False
-        self._init_pipe(loop, pipe, fileno, protocol, waiter)
+        self._init_pipe(loop, pipe, fileno, protocol)
         loop.call_soon(self._start_reading)
         self._connected(waiter)
 
@@ -149,38 +133,27 @@ class PipeReadTransport(_PipeTransport, transports.ReadTransport):
 
     def _start_reading(self) -> None:
         if self.is_reading():
-            self._io.start_reading(self._protocol, False)
+            self._install_reader()
+
+    def _install_reader(self) -> None:
+        # A pipe transport always calls data_received (a BufferedProtocol is not special
+        # to asyncio's pipe transports).
+        self._io.start_reading(self._protocol, False)
+
+    def _remove_reader(self) -> None:
+        self._io.stop_reading()
 
     def set_protocol(self, protocol) -> None:
         super().set_protocol(protocol)
         if self._io.reading:  # the native reader calls the protocol it was given
-            self._io.start_reading(protocol, False)
-
-    def is_reading(self) -> bool:
-        return not self._paused and not self._closing
-
-    def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._io.stop_reading()
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._io.start_reading(self._protocol, False)
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
+            self._install_reader()
 
     def _on_eof(self) -> None:
         # Called by the native reader at end of file.
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
         self._closing = True
-        self._io.stop_reading()
+        self._remove_reader()
         self._loop.call_soon(self._protocol.eof_received)
         self._lose_connection(None)
 
@@ -188,25 +161,33 @@ class PipeReadTransport(_PipeTransport, transports.ReadTransport):
         if not self._closing:
             self._close(None)
 
+    def _protocol_error(self, exc, message) -> None:
+        # asyncio calls data_received from its _read_ready handle: the exception is that
+        # handle's, for the loop's exception handler, and reading goes on.
+        self._loop.call_exception_handler(
+            {
+                "message": f"Exception in callback {type(self).__name__}._read_ready()",
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            }
+        )
+
     def _fatal_error(self, exc, message="Fatal error on pipe transport") -> None:
-        # EIO is how a pty's master reads the end of its slave: not worth reporting.
-        self._report_fatal(exc, message, _is_eio)
+        # EIO is how a pty's master reads the end of its slave: not worth reporting. Any
+        # other error is, as asyncio's read pipe transport reports it.
+        report_fatal_error(self, exc, message, isinstance(exc, OSError) and exc.errno == errno.EIO)
+        self._close(exc)
 
     def _close(self, exc) -> None:
         self._closing = True
-        self._io.stop_reading()
+        self._remove_reader()
         self._lose_connection(exc)
 
 
-def _is_eio(exc) -> bool:
-    return isinstance(exc, OSError) and exc.errno == errno.EIO
-
-
-def _is_os_error(exc) -> bool:
-    return isinstance(exc, OSError)
-
-
-class PipeWriteTransport(_PipeTransport, transports._FlowControlMixin, transports.WriteTransport):
+class PipeWriteTransport(
+    _PipeTransport, NativeWriteBuffer, transports._FlowControlMixin, transports.WriteTransport
+):
     """asyncio.WriteTransport over a pipe, a FIFO, a socket or a character device."""
 
     # `_io` is a slot so the native write() finds it, at the offset SocketTransport's has.
@@ -219,7 +200,7 @@ class PipeWriteTransport(_PipeTransport, transports._FlowControlMixin, transport
         # Before the mixin's __init__, which sets the water marks (the writer keeps them).
         self._io = StreamIO(loop, fileno, self, "stream")
         super().__init__(extra, loop)
-        self._init_pipe(loop, pipe, fileno, protocol, waiter)
+        self._init_pipe(loop, pipe, fileno, protocol)
         # The reading end closing makes the write end of a FIFO or a socket readable (an
         # error or a hang-up); a character device tells nothing that way.
         self._peer_watch = kind != "character"
@@ -230,18 +211,11 @@ class PipeWriteTransport(_PipeTransport, transports._FlowControlMixin, transport
     def _io_state(self) -> list[str]:
         return ["polling" if self._io.waiting else "idle", f"bufsize={self._io.pending}"]
 
-    def get_write_buffer_size(self) -> int:
-        return self._io.buffer_size()
-
-    def _set_write_buffer_limits(self, high=None, low=None) -> None:
-        super()._set_write_buffer_limits(high, low)
-        self._io.set_write_limits(self._high_water, self._low_water)
-
     def _read_ready(self) -> None:
         # The reading end was closed: data still queued cannot be delivered.
         if self._loop.get_debug():
             logger.info("%r was closed by peer", self)
-        if self._io.buffer_size():
+        if self._io.pending:
             self._close(BrokenPipeError())
         else:
             self._close()
@@ -286,12 +260,15 @@ class PipeWriteTransport(_PipeTransport, transports._FlowControlMixin, transport
             self._call_connection_lost(None)
 
     def _fatal_error(self, exc, message="Fatal error on pipe transport") -> None:
-        self._report_fatal(exc, message, _is_os_error)
+        report_fatal_error(self, exc, message, isinstance(exc, OSError))
+        self._close(exc)
 
     def _close(self, exc=None) -> None:
         self._closing = True
         self._io.closing = True
-        self._io.discard(False)
+        # What asyncio's write() would already have handed to the kernel goes out first,
+        # unless the pipe itself failed.
+        self._io.discard(not isinstance(exc, OSError))
         self._remove_peer_watch()
         self._lose_connection(exc)
 

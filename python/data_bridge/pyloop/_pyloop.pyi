@@ -194,13 +194,15 @@ class _LoopCallbacks(Protocol):
     def _ensure_fd_no_transport(self, fd: int) -> None: ...  # before a sock_* call waits
 
 class _TransportCallbacks(Protocol):
-    """Members StreamIO calls on the transport it serves, SocketTransport (which keeps the
-    StreamIO in its `_io` __slots__ entry, where the native write() finds it)."""
+    """Members StreamIO calls on the transport it serves, SocketTransport or a pipe transport
+    (which keeps the StreamIO in its `_io` __slots__ entry, where the native write() finds
+    it)."""
 
     _io: StreamIO
     _protocol_paused: bool
     def _on_eof(self) -> None: ...  # the peer closed its side
     def _fatal_error(self, exc: BaseException, message: str = ...) -> None: ...
+    def _protocol_error(self, exc: BaseException, message: str) -> None: ...  # in data_received & co.
     def _on_write_error(self, exc: OSError) -> None: ...
     def _maybe_pause_protocol(self) -> None: ...  # the queue passed the high-water mark
     def _maybe_resume_protocol(self) -> None: ...  # it fell to the low-water mark

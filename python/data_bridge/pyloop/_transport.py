@@ -39,7 +39,67 @@ def _set_nodelay(sock) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class SocketTransport(transports._FlowControlMixin, transports.Transport):
+def report_fatal_error(transport, exc, message, quiet: bool) -> None:
+    """What asyncio's transports' _fatal_error reports: an error the transport calls `quiet`
+    (a connection error, the peer's doing) is logged in debug mode only; anything else goes
+    to the loop's exception handler."""
+    if quiet:
+        if transport._loop.get_debug():
+            logger.debug("%r: %s", transport, message, exc_info=True)
+    else:
+        transport._loop.call_exception_handler(
+            {
+                "message": message,
+                "exception": exc,
+                "transport": transport,
+                "protocol": transport._protocol,
+            }
+        )
+
+
+class ReadingControl:
+    """pause_reading() and resume_reading() of a transport read by its StreamIO's reader,
+    which the class installs and removes with _install_reader() and _remove_reader()."""
+
+    __slots__ = ()
+
+    def is_reading(self) -> bool:
+        return not self._paused and not self._closing
+
+    def pause_reading(self) -> None:
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._remove_reader()
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._install_reader()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+
+class NativeWriteBuffer:
+    """The write buffer of a transport written by its StreamIO's writer: its size, and
+    asyncio's water marks (_FlowControlMixin's, which must follow in the MRO) handed to it."""
+
+    __slots__ = ()
+
+    def get_write_buffer_size(self) -> int:
+        return self._io.buffer_size()
+
+    def _set_write_buffer_limits(self, high=None, low=None) -> None:
+        super()._set_write_buffer_limits(high, low)
+        self._io.set_write_limits(self._high_water, self._low_water)
+
+
+class SocketTransport(
+    ReadingControl, NativeWriteBuffer, transports._FlowControlMixin, transports.Transport
+):
     """asyncio.Transport over a connected stream socket."""
 
     # `_io` is a slot so the native write() finds it at a fixed offset.
@@ -130,25 +190,6 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
     def _remove_reader(self) -> None:
         self._io.stop_reading()
 
-    def is_reading(self) -> bool:
-        return not self._paused and not self._closing
-
-    def pause_reading(self) -> None:
-        if self._closing or self._paused:
-            return
-        self._paused = True
-        self._remove_reader()
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._install_reader()
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
-
     def _on_eof(self) -> None:
         if self._loop.get_debug():
             logger.debug("%r received EOF", self)
@@ -177,13 +218,6 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def can_write_eof(self) -> bool:
         return True
-
-    def get_write_buffer_size(self) -> int:
-        return self._io.buffer_size()
-
-    def _set_write_buffer_limits(self, high=None, low=None) -> None:
-        super()._set_write_buffer_limits(high, low)
-        self._io.set_write_limits(self._high_water, self._low_water)
 
     # Called by the native writer on its slow paths.
 
@@ -219,20 +253,12 @@ class SocketTransport(transports._FlowControlMixin, transports.Transport):
         self._force_close(None)
 
     def _fatal_error(self, exc, message="Fatal error on transport") -> None:
-        # Connection errors are the peer's doing: logged only in debug mode, as asyncio does.
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
+        report_fatal_error(self, exc, message, isinstance(exc, OSError))
         self._force_close(exc)
+
+    # A protocol callback's exception inside a read is fatal to the transport, as in asyncio.
+    def _protocol_error(self, exc, message) -> None:
+        self._fatal_error(exc, message)
 
     def _force_close(self, exc) -> None:
         if self._io.lost:
