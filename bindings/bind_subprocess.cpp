@@ -107,6 +107,15 @@ PyObject* watch_child_fn(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 
 // -- the start ----------------------------------------------------------------------------
 
+// Popen's refusal of a string the child would see cut short.
+bool no_null_byte(PyObject* bytes) {
+  if (std::memchr(PyBytes_AS_STRING(bytes), 0, static_cast<std::size_t>(PyBytes_GET_SIZE(bytes))) == nullptr) {
+    return true;
+  }
+  PyErr_SetString(PyExc_ValueError, "embedded null byte");
+  return false;
+}
+
 // The strings of a list of bytes.
 bool strings_of(PyObject* list, std::vector<std::string>& out) {
   if (!PyList_Check(list)) {
@@ -121,6 +130,7 @@ bool strings_of(PyObject* list, std::vector<std::string>& out) {
       PyErr_SetString(PyExc_TypeError, "spawn_async() expects lists of bytes");
       return false;
     }
+    if (!no_null_byte(item)) return false;
     out.emplace_back(PyBytes_AS_STRING(item), static_cast<std::size_t>(PyBytes_GET_SIZE(item)));
   }
   return true;
@@ -164,6 +174,7 @@ bool read_job(PyObject* const* args, spawn_job& job) {
       PyErr_SetString(PyExc_TypeError, "spawn_async() expects cwd as bytes");
       return false;
     }
+    if (!no_null_byte(args[3])) return false;
     job.cwd.emplace(PyBytes_AS_STRING(args[3]), static_cast<std::size_t>(PyBytes_GET_SIZE(args[3])));
   }
   for (int i = 0; i < 3; ++i) {

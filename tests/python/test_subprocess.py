@@ -439,6 +439,32 @@ def test_invalid_args(loop):
     run(loop, main())
 
 
+@pytest.mark.parametrize("args, kwargs", [
+    (("tr\0ue",), {}), (("echo", "a\0b"), {}), (("true",), {"env": {"A": "b\0"}}),
+    (("true",), {"cwd": "/tmp\0x"}),
+])
+def test_embedded_null_byte(loop, args, kwargs):
+    async def main():
+        with pytest.raises(ValueError, match="embedded null byte"):
+            await asyncio.create_subprocess_exec(*args, **kwargs)
+
+    run(loop, main())
+
+
+def test_executable_argument(loop):
+    async def main():
+        exec_out = await output_of("argv0-name", "-c", "echo $0", executable="/bin/sh")
+        shell_out = await output_of_shell("echo $0", executable="/bin/sh")
+        return exec_out, shell_out
+
+    async def output_of_shell(cmd, **kwargs):
+        proc = await asyncio.create_subprocess_shell(cmd, stdout=PIPE, **kwargs)
+        out, _ = await proc.communicate()
+        return out
+
+    assert run(loop, main()) == ((b"argv0-name\n", 0), b"/bin/sh\n")
+
+
 def test_path_like_and_bytes_arguments(loop, tmp_path):
     async def main():
         return await output_of(b"echo", tmp_path, b"bytes")
