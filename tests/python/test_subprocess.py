@@ -479,19 +479,38 @@ def test_path_like_and_bytes_arguments(loop, tmp_path):
 def test_500_concurrent_children_leave_no_zombie_and_no_descriptor(loop):
     before = open_descriptors()
 
-    async def one(limit):
-        async with limit:
-            proc = await asyncio.create_subprocess_exec("true", stdout=PIPE)
-            await proc.communicate()
-            return proc.returncode
+    async def one():
+        proc = await asyncio.create_subprocess_exec("true", stdout=DEVNULL)
+        return await proc.wait()
 
     async def main():
-        limit = asyncio.Semaphore(100)  # asyncio's default watcher runs a thread per child
-        return await asyncio.gather(*(one(limit) for _ in range(500)))
+        return await asyncio.gather(*(one() for _ in range(500)))  # all at once
 
     assert run(loop, main()) == [0] * 500
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no child left, not even a zombie
+    assert open_descriptors() == before
+
+
+@pytest.mark.timeout(120)
+def test_500_children_with_pipes_in_batches_leave_no_descriptor(loop):
+    before = open_descriptors()
+
+    async def one(limit):
+        async with limit:
+            proc = await asyncio.create_subprocess_exec(
+                "sh", "-c", "echo out; echo err >&2", stdin=PIPE, stdout=PIPE, stderr=PIPE)
+            out, err = await proc.communicate(b"in")
+            return proc.returncode, out, err
+
+    async def main():
+        limit = asyncio.Semaphore(100)  # 3 pipes each: within a 1,024-descriptor limit
+        return await asyncio.gather(*(one(limit) for _ in range(500)))
+
+    assert run(loop, main()) == [(0, b"out\n", b"err\n")] * 500
+    gc.collect()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
     assert open_descriptors() == before
 
 
