@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -324,6 +326,32 @@ TEST(PipeStreamReader, PipeIsReadWithReadUntilEndOfStream) {
     EXPECT_EQ(owner.events, (std::vector<std::string>{"data", "eof"}));
     EXPECT_EQ(owner.received, "piped");
   }
+  EXPECT_EQ(owner.refs, 0);
+}
+
+// A pty's master, read as a pipe transport reads it: the slave's bytes, then EIO (not an end of
+// stream) once the slave is closed; asyncio's pipe transport ends on that EIO quietly.
+TEST(PipeStreamReader, PtyMasterReadsEioOnceTheSlaveIsClosed) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+  ASSERT_GE(slave, 0);
+  loop_driver loop;
+  fake_owner owner;
+  {
+    stream_reader reader(loop, master, descriptor_kind::stream, fake_reader_events, &owner);
+    ASSERT_FALSE(reader.start(mode::copy));
+    ASSERT_EQ(::write(slave, "tty", 3), 3);
+    for (int i = 0; i < 20 && owner.received.size() < 3; ++i) run_turn(loop);
+    EXPECT_EQ(owner.received, "tty");
+    ::close(slave);
+    for (int i = 0; i < 20 && owner.failed_error == 0; ++i) run_turn(loop);
+    EXPECT_EQ(owner.failed_error, EIO);
+    EXPECT_EQ(owner.eofs, 0);
+  }
+  ::close(master);
   EXPECT_EQ(owner.refs, 0);
 }
 

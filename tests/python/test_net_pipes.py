@@ -1,93 +1,18 @@
-# tests/python/test_net_pipes.py: connect_read_pipe and connect_write_pipe on both loops: the
-# kinds of file they take (os.pipe, a FIFO, a socket, a pty) and refuse (a regular file), the
-# events in order (data, EOF, connection_lost), flow control with asyncio's water marks,
-# pause_reading, write_eof, abort, the reading end closing under a writer with queued data
-# (BrokenPipeError), the pty's EIO at its end, the ResourceWarning of an unclosed transport, no
-# descriptor leaked, and asyncio.StreamReader over a read pipe.
+# tests/python/test_net_pipes.py: connect_read_pipe and connect_write_pipe on os.pipe(), on
+# both loops: the events in order (data, EOF, connection_lost), pause_reading, a protocol's
+# exception, asyncio.StreamReader over a read pipe, write and writelines, flow control with
+# asyncio's water marks, write_eof, abort, and the reading end closing under a writer with or
+# without queued data (BrokenPipeError). Other kinds of file: test_net_pipe_kinds.py.
 
 import asyncio
 import errno
-import gc
 import logging
 import os
-import socket
-import stat
-import struct
-import tty
-import warnings
 
 import pytest
 
-from net_helpers import Recorder, collapse, fd_count, payload, run, tcp_socketpair
-
-# More than a pipe holds (64 KiB on Linux): a write of this size leaves data queued.
-BIG = 1 << 20
-
-
-class Descriptors:
-    """The descriptors a test opened: each is handed to a transport (which closes it, with its
-    file object) or closed by the test; teardown closes the rest."""
-
-    def __init__(self):
-        self._open = set()
-
-    def track(self, *fds):
-        self._open.update(fds)
-        return fds
-
-    def pipe(self):
-        return self.track(*os.pipe())
-
-    def reader(self, fd):
-        self._open.discard(fd)
-        return open(fd, "rb", buffering=0)
-
-    def writer(self, fd):
-        self._open.discard(fd)
-        return open(fd, "wb", buffering=0)
-
-    def close(self, fd):
-        self._open.discard(fd)
-        os.close(fd)
-
-    def close_all(self):
-        for fd in self._open:
-            os.close(fd)
-        self._open.clear()
-
-
-@pytest.fixture
-def fds():
-    d = Descriptors()
-    yield d
-    d.close_all()
-
-
-async def connect_read(loop, pipe):
-    transport, proto = await loop.connect_read_pipe(lambda: Recorder(loop), pipe)
-    await asyncio.sleep(0)  # reading starts in the callback after connection_made
-    return transport, proto
-
-
-async def connect_write(loop, pipe):
-    return await loop.connect_write_pipe(lambda: Recorder(loop), pipe)
-
-
-async def close_cleanly(transport, proto):
-    """close(), then connection_lost(None)."""
-    transport.close()
-    assert await proto.lost is None
-
-
-def drain_fd(fd, n):
-    """Blocking read of exactly n bytes from fd (test side, no loop)."""
-    os.set_blocking(fd, True)
-    out = bytearray()
-    while len(out) < n:
-        chunk = os.read(fd, n - len(out))
-        assert chunk, "EOF before the data"
-        out += chunk
-    return bytes(out)
+from net_helpers import Recorder, collapse, payload, run
+from pipe_helpers import BIG, close_cleanly, connect_read, connect_write, drain_fd, fds  # noqa: F401
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -241,6 +166,26 @@ def test_second_read_transport_on_one_descriptor_takes_over(loop, fds):
         await close_cleanly(second, p2)
         first.close()
         assert await p1.lost is None
+
+    run(loop, main())
+
+
+def test_debug_mode_logs_the_peer_closing(loop, fds, caplog):
+    loop.set_debug(True)
+    r, w = fds.pipe()
+    r2, w2 = fds.pipe()
+
+    async def main():
+        rt, rp = await connect_read(loop, fds.reader(r))
+        wt, wp = await connect_write(loop, fds.writer(w2))
+        with caplog.at_level(logging.DEBUG, logger="asyncio"):
+            fds.close(w)
+            fds.close(r2)
+            assert await rp.lost is None
+            assert await wp.lost is None
+        closed = [r.getMessage() for r in caplog.records if "was closed by peer" in r.getMessage()]
+        assert len(closed) == 2
+        assert any(f"fd={r}" in m for m in closed) and any(f"fd={w2}" in m for m in closed)
 
     run(loop, main())
 
@@ -443,215 +388,3 @@ def test_write_to_closed_reader_reports_broken_pipe(loop, fds):
         wt.write(b"more")  # dropped, no exception
 
     run(loop, main())
-
-
-# -- FIFOs, sockets and ptys -----------------------------------------------------------------
-
-
-def test_fifo_read_and_write(loop, tmp_path, fds):
-    path = tmp_path / "fifo"
-    os.mkfifo(path)
-    r, w = fds.track(os.open(path, os.O_RDONLY | os.O_NONBLOCK), os.open(path, os.O_WRONLY))
-    data = payload(200_000)
-
-    async def main():
-        rt, rp = await connect_read(loop, fds.reader(r))
-        wt, wp = await connect_write(loop, fds.writer(w))
-        assert stat.S_ISFIFO(os.fstat(r).st_mode)
-        wt.write(data)
-        await close_cleanly(wt, wp)
-        assert await rp.lost is None
-        assert bytes(rp.data) == data
-        assert collapse(rp.events) == ["made", "data", "eof", "lost"]
-
-    run(loop, main())
-
-
-def test_socketpair_read_and_write(loop):
-    a, b = socket.socketpair()
-
-    async def main():
-        rt, rp = await connect_read(loop, a)
-        wt, wp = await connect_write(loop, b)
-        assert rt.get_extra_info("pipe") is a
-        wt.write(b"over a socket")
-        assert await rp.wait_bytes(13) == b"over a socket"
-        await close_cleanly(wt, wp)
-        assert await rp.lost is None
-        assert collapse(rp.events) == ["made", "data", "eof", "lost"]
-        assert a.fileno() == -1 and b.fileno() == -1  # both sockets closed by their transports
-
-    run(loop, main())
-
-
-def test_socket_peer_closing_ends_write_transport(loop):
-    a, b = socket.socketpair()
-
-    async def main():
-        wt, wp = await connect_write(loop, b)
-        wt.write(b"1")
-        a.setblocking(False)
-        assert await loop.sock_recv(a, 10) == b"1"
-        await close_cleanly(a, wp)
-
-    run(loop, main())
-
-
-def test_read_error_other_than_eio_is_reported(loop, expect_exception_handler):
-    # A TCP socket read as a pipe; the peer resets it: ECONNRESET is not EIO, so asyncio's pipe
-    # transport reports it (where a socket transport would log it in debug mode only).
-    client, server = tcp_socketpair()
-
-    async def main():
-        rt, rp = await connect_read(loop, client)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        server.close()
-        exc = await rp.lost
-        assert isinstance(exc, ConnectionResetError)
-        (context,) = expect_exception_handler
-        assert context["message"] == "Fatal read error on pipe transport"
-        assert context["exception"] is exc
-        assert context["transport"] is rt and context["protocol"] is rp
-        assert client.fileno() == -1
-
-    run(loop, main())
-
-
-def test_pty_read_until_eio(loop, fds):
-    master, slave = fds.track(*os.openpty())
-
-    async def main():
-        rt, rp = await connect_read(loop, fds.reader(master))
-        os.write(slave, b"from the pty")
-        assert await rp.wait_bytes(12) == b"from the pty"
-        fds.close(slave)
-        # The master reads EIO once the slave is gone: connection_lost(OSError(EIO)), no
-        # report to the exception handler (the fixture fails the test on one).
-        exc = await rp.lost
-        assert isinstance(exc, OSError) and exc.errno == 5
-        assert "eof" not in rp.events
-
-    run(loop, main())
-
-
-def test_pty_write_and_bidirectional(loop, fds):
-    master, slave = fds.track(*os.openpty())
-    tty.setraw(slave)
-    (write_slave,) = fds.track(os.dup(slave))
-
-    async def main():
-        rt, rp = await connect_read(loop, fds.reader(slave))
-        wt, wp = await connect_write(loop, fds.writer(write_slave))
-        wt.write(b"to master")
-        await asyncio.sleep(0.01)
-        assert drain_fd(master, 9) == b"to master"
-        os.write(master, b"to slave")
-        assert await rp.wait_bytes(8) == b"to slave"
-        await close_cleanly(wt, wp)
-        rt.close()
-        assert await rp.lost is None
-
-    run(loop, main())
-
-
-def test_pty_write_after_master_closed_is_eio(loop, fds):
-    master, slave = fds.track(*os.openpty())
-
-    async def main():
-        wt, wp = await connect_write(loop, fds.writer(slave))
-        fds.close(master)
-        await asyncio.sleep(0.01)
-        assert not wt.is_closing()  # a character device has no peer-close watch
-        wt.write(b"nobody reads")
-        exc = await wp.lost
-        assert isinstance(exc, OSError) and exc.errno == errno.EIO
-        wt.write(b"dropped")
-
-    run(loop, main())
-
-
-# -- refused files, leaks, warnings -----------------------------------------------------------
-
-
-def test_regular_file_is_refused(loop, tmp_path):
-    path = tmp_path / "regular"
-    path.write_bytes(b"content")
-
-    async def main():
-        with open(path, "rb") as f:
-            with pytest.raises(ValueError, match="Pipe transport is"):
-                await loop.connect_read_pipe(asyncio.Protocol, f)
-            assert os.get_blocking(f.fileno())  # left untouched
-        with open(path, "wb") as f:
-            with pytest.raises(ValueError, match="Pipe transport is"):
-                await loop.connect_write_pipe(asyncio.Protocol, f)
-            assert os.get_blocking(f.fileno())
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResourceWarning)  # no half-made transport warns
-        run(loop, main())
-        gc.collect()
-
-
-# asyncio's transport, half made, fails in __del__ (no _closing yet for its repr).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_closed_file_is_refused(loop, fds):
-    r, w = fds.pipe()
-    fds.close(w)
-    pipe = fds.reader(r)
-    pipe.close()
-
-    async def main():
-        with pytest.raises(ValueError):
-            await loop.connect_read_pipe(asyncio.Protocol, pipe)
-
-    run(loop, main())
-
-
-def test_unclosed_transports_warn(loop, fds):
-    r, w = fds.pipe()
-    rpipe, wpipe = fds.reader(r), fds.writer(w)
-
-    async def main():
-        rt, _ = await connect_read(loop, rpipe)
-        wt, _ = await connect_write(loop, wpipe)
-        return rt, wt
-
-    rt, wt = run(loop, main())
-    loop.close()
-    assert "open" in repr(rt) and "open" in repr(wt)
-    with pytest.warns(ResourceWarning, match="unclosed transport") as caught:
-        del rt, wt
-        gc.collect()
-    assert len([w for w in caught if "unclosed transport" in str(w.message)]) == 2
-    assert rpipe.closed and wpipe.closed
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
-def test_no_descriptor_leak(loop, tmp_path, fds):
-    async def one_round(i):
-        r, w = fds.pipe()
-        rt, rp = await connect_read(loop, fds.reader(r))
-        wt, wp = await connect_write(loop, fds.writer(w))
-        if i % 3 == 0:
-            wt.write(payload(100_000))
-            wt.close()
-        elif i % 3 == 1:
-            wt.write(payload(100_000))
-            rt.close()  # the writer sees its reader go: BrokenPipeError or a clean close
-        else:
-            wt.abort()
-        await wp.lost
-        await rp.lost
-
-    async def main():
-        await one_round(0)
-        gc.collect()
-        before = fd_count()
-        for i in range(60):
-            await one_round(i)
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert fd_count() == before
-
-    run(loop, main(), timeout=20)
