@@ -200,3 +200,45 @@ def test_fast_path_popen_has_popens_state(pyloop_module):
     assert type(popen.stdin) is type(real.stdin) and type(popen.stdout) is type(real.stdout)
     assert (popen.text_mode, real.text_mode) == (False, False)
     assert popen.args == ("true",) and popen.returncode == 0 and popen.wait() == 0
+
+
+@pytest.mark.pyloop
+@pytest.mark.parametrize("error", ["ENOSYS", "EMFILE"])
+def test_without_an_exit_descriptor_a_thread_waits(pyloop_module, monkeypatch, error):
+    # No pidfd (Linux before 5.3) or no descriptor left: one thread waits for the child.
+    import errno
+    from data_bridge.pyloop import _subprocess
+
+    def refuse(loop, pid, callback):
+        raise OSError(getattr(errno, error), "refused")
+
+    monkeypatch.setattr(_subprocess, "watch_child", refuse)
+    loop = pyloop_module.new_event_loop()
+    try:
+        async def main():
+            proc = await asyncio.create_subprocess_exec("sh", "-c", "exit 6")
+            return await proc.wait()
+
+        assert loop.run_until_complete(main()) == 6
+    finally:
+        loop.close()
+
+
+@pytest.mark.pyloop
+def test_status_taken_by_popen_itself_is_reported(pyloop_module):
+    # Popen.wait() reaps the child before the loop's watch does: the watch finds ECHILD and
+    # the transport reports the Popen's status (asyncio's watchers would report 255).
+    loop = pyloop_module.new_event_loop()
+    try:
+        async def main():
+            transport, proto = await loop.subprocess_exec(
+                lambda: Recorder(loop), "sh", "-c", "exit 9", stdin=None, stdout=None, stderr=None)
+            popen = transport.get_extra_info("subprocess")
+            assert popen.wait() == 9  # blocks this thread until the child ends
+            await proto.done
+            transport.close()
+            return transport.get_returncode()
+
+        assert loop.run_until_complete(main()) == 9
+    finally:
+        loop.close()
