@@ -84,6 +84,27 @@ def popen(args, shell, stdin, stdout, stderr, bufsize, kwargs):
                             universal_newlines=False, bufsize=bufsize, **kwargs)
 
 
+_searched = {}  # (PATH, executable) -> the paths Popen would try; bounded below
+
+
+def _candidates(encoded: bytes, env) -> list:
+    """The paths Popen's child tries for a bare name: each directory of os.get_exec_path(env)
+    joined with it (as os._execvpe). Without env, the PATH of os.environ, looked up as
+    os.get_exec_path does it, and the list kept per PATH value (a pure function of it)."""
+    if env is not None:
+        return [os.path.join(os.fsencode(d), encoded) for d in os.get_exec_path(env)]
+    path = os.environ.get("PATH")
+    key = (path, encoded)
+    found = _searched.get(key)
+    if found is None:
+        dirs = os.defpath.split(os.pathsep) if path is None else path.split(os.pathsep)
+        found = [os.path.join(os.fsencode(d), encoded) for d in dirs]
+        if len(_searched) >= 256:
+            _searched.clear()
+        _searched[key] = found
+    return list(found)
+
+
 def prepare(args, shell, stdin, stdout, stderr, bufsize, executable=None, close_fds=True,
             cwd=None, env=None, restore_signals=True, start_new_session=False, pass_fds=(),
             **unused):
@@ -130,8 +151,7 @@ def prepare(args, shell, stdin, stdout, stderr, bufsize, executable=None, close_
     if os.path.dirname(encoded):
         candidates = [encoded]
     else:
-        # os.get_exec_path: PATH of the given environment, as Popen (and os._execvpe) search.
-        candidates = [os.path.join(os.fsencode(d), encoded) for d in os.get_exec_path(env)]
+        candidates = _candidates(encoded, env)
     argv = [os.fsencode(a) for a in args]
     keep = sorted(map(int, set(pass_fds))) if pass_fds else []
     return (argv, candidates, env_list, None if cwd is None else os.fsencode(cwd),
