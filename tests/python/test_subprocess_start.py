@@ -183,3 +183,21 @@ def test_cancelled_while_starting_leaves_no_child_and_no_descriptor(loop, delay)
     gc.collect()
     assert not children_left()
     assert open_descriptors() == before
+
+
+def test_path_of_the_environment_is_read_at_each_start(loop, tmp_path, monkeypatch):
+    tool = tmp_path / "pyloop-only-here"
+    tool.write_text("#!/bin/sh\necho found\n")
+    tool.chmod(0o755)
+
+    async def main():
+        monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+        found = await output_of("pyloop-only-here")
+        monkeypatch.setenv("PATH", "/usr/bin:/bin")
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec("pyloop-only-here")
+        monkeypatch.delenv("PATH")  # os.defpath then
+        default, _ = await output_of("sh", "-c", "echo default")
+        return found, default
+
+    assert run(loop, main()) == ((b"found\n", 0), b"default\n")
