@@ -242,3 +242,21 @@ def test_status_taken_by_popen_itself_is_reported(pyloop_module):
         assert loop.run_until_complete(main()) == 9
     finally:
         loop.close()
+
+
+def test_nothing_stays_alive_after_the_children(loop):
+    from asyncio import base_subprocess
+
+    async def main():
+        for _ in range(20):
+            proc = await asyncio.create_subprocess_exec(
+                "sh", "-c", "echo x", stdin=PIPE, stdout=PIPE, stderr=PIPE)
+            await proc.communicate(b"")
+            proc._transport.close()
+        await asyncio.sleep(0.05)  # asyncio's waiter threads end
+
+    run(loop, main())
+    gc.collect()
+    alive = [o for o in gc.get_objects()
+             if isinstance(o, (base_subprocess.BaseSubprocessTransport, subprocess.Popen))]
+    assert alive == []
