@@ -93,7 +93,7 @@ bool as_descriptor(PyObject* value, int& fd) {
 const native_watch_kind* native_kind_of(const callback& cb) noexcept {
   for (const native_watch_kind* kind : {&stream_reader_kind, &stream_writer_kind, &sock_op_kind,
                                         &datagram_read_kind, &datagram_write_kind,
-                                        &datagram_resume_kind}) {
+                                        &datagram_resume_kind, &child_watch_kind}) {
     if (cb.ops == kind->ops) return kind;
   }
   return nullptr;

@@ -15,4 +15,5 @@ NB_MODULE(_pyloop, m) {
   export_sock_ops(m);
   export_pipe(m);
   export_datagram_io(m);
+  export_subprocess(m);
 }

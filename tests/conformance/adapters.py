@@ -122,14 +122,21 @@ def adapt_test_subprocess(mod, make_loop):
     if hasattr(mod, 'SubprocessThreadedWatcherTests'):
         (threaded,) = _need(mod, 'SubprocessThreadedWatcherTests')
         import asyncio
+        import warnings
 
         def setUp(self):
             utils.TestCase.setUp(self)
             self.loop = make_loop()
             self.set_event_loop(self.loop)
-            watcher = self.Watcher()
+            # 3.11 names the watcher class in Watcher; 3.12+ makes it in _get_watcher().
+            if getattr(self, 'Watcher', None) is not None:
+                watcher = self.Watcher()
+            else:
+                watcher = self._get_watcher()
             watcher.attach_loop(self.loop)
-            asyncio.get_event_loop_policy().set_child_watcher(watcher)
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', DeprecationWarning)
+                asyncio.get_event_loop_policy().set_child_watcher(watcher)
 
         bases = (threaded,)
     else:   # no child watchers (Windows, or a Python without them)

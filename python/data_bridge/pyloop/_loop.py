@@ -30,6 +30,7 @@ from ._pipes import PipeMethods
 from ._resolver import ResolverMethods
 from ._signals import SignalMethods
 from ._sockets import SocketMethods
+from ._subprocess import SubprocessMethods
 from ._tasks import TaskMethods
 from ._pyloop import Loop as _NativeLoop
 from ._pyloop import _install_glue
@@ -67,6 +68,7 @@ class PyLoop(
     SocketMethods,
     SignalMethods,
     PipeMethods,
+    SubprocessMethods,
     asyncio.AbstractEventLoop,  # last: the mixins' methods override its abstract ones
 ):
     """An asyncio event loop running on the data_bridge.pyloop C++ engine."""

@@ -10,7 +10,6 @@ import inspect
 # subprocesses). Each raises NotImplementedError naming itself; coroutine methods stay
 # coroutines, so the error surfaces where asyncio's own errors would (at await).
 NOT_YET_IMPLEMENTED = (
-    "subprocess_shell", "subprocess_exec",
 )
 
 

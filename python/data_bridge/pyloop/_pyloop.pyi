@@ -192,6 +192,30 @@ class DatagramIO:
 
 def install_datagram_methods(cls: type) -> None: ...
 
+# -- Subprocesses (bindings/bind_subprocess.cpp; python/data_bridge/pyloop/_spawn.py) -----
+
+# True where spawn() honours every field (glibc 2.34+); elsewhere Popen starts the children.
+def fast_spawn_available() -> bool: ...
+
+def spawn_async(
+    loop: Loop,
+    future: asyncio.Future[tuple[int, int | None, int | None, int | None]],  # pid, pipe ends
+    argv: list[bytes],
+    executables: list[bytes],
+    env: list[bytes] | None,
+    cwd: bytes | None,
+    stdin: int | None,  # None, subprocess.PIPE, DEVNULL or a descriptor
+    stdout: int | None,
+    stderr: int | None,  # also subprocess.STDOUT
+    close_fds: bool,
+    pass_fds: list[int],
+    start_new_session: bool,
+    restore_signals: bool,
+    error_filename: object,  # named by the OSError when no executable could start
+    error_cwd: object,  # named by the OSError when changing into cwd failed
+) -> None: ...
+def watch_child(loop: Loop, pid: int, callback: Callable[[int, int | None], object]) -> None: ...
+
 # -- What the native code calls on Python objects ------------------------------------------
 
 class _LoopCallbacks(Protocol):
