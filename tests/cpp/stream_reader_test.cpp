@@ -24,6 +24,7 @@ using testing::fake_owner;
 using testing::fake_reader_events;
 using testing::pipe_pair;
 using testing::run_turn;
+using testing::run_until;
 using testing::socket_pair;
 using mode = stream_reader::mode;
 
@@ -344,10 +345,10 @@ TEST(PipeStreamReader, PtyMasterReadsEioOnceTheSlaveIsClosed) {
     stream_reader reader(loop, master, descriptor_kind::stream, fake_reader_events, &owner);
     ASSERT_FALSE(reader.start(mode::copy));
     ASSERT_EQ(::write(slave, "tty", 3), 3);
-    for (int i = 0; i < 20 && owner.received.size() < 3; ++i) run_turn(loop);
+    run_until(loop, [&] { return owner.received.size() >= 3; });
     EXPECT_EQ(owner.received, "tty");
     ::close(slave);
-    for (int i = 0; i < 20 && owner.failed_error == 0; ++i) run_turn(loop);
+    run_until(loop, [&] { return owner.failed_error != 0; });
     EXPECT_EQ(owner.failed_error, EIO);
     EXPECT_EQ(owner.eofs, 0);
   }

@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -108,6 +110,19 @@ inline run_status run_turn(loop_driver& loop, std::function<void()> fn) {
 // Runs one iteration that never blocks: a no-op callback makes the wait a poll.
 inline run_status run_turn(loop_driver& loop) {
   return run_turn(loop, [] {});
+}
+
+// Runs non-blocking turns until done() holds or `limit` passes, sleeping 1 ms between turns:
+// for events the kernel delivers later (a pty's line discipline forwards data asynchronously).
+inline bool run_until(loop_driver& loop, const std::function<bool()>& done,
+                      std::chrono::milliseconds limit = std::chrono::milliseconds(2000)) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    run_turn(loop);
+    if (!done()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 // Records every event. `refs` counts owner references taken and not yet released, `kept`
