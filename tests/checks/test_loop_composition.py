@@ -1,10 +1,9 @@
 """tests/checks/test_loop_composition.py — PyLoop's bases: the native loop first, one mixin per
-concept, asyncio.AbstractEventLoop last, and stubs only where nothing implements a method."""
+concept, asyncio.AbstractEventLoop last, and none of its abstract methods left unimplemented."""
 
 import asyncio
 
 import data_bridge.pyloop as pyloop
-from data_bridge.pyloop import _not_implemented
 from data_bridge.pyloop._pyloop import Loop as NativeLoop
 
 PyLoop = pyloop.PyLoop
@@ -30,24 +29,8 @@ def test_no_name_is_defined_by_two_bases():
             seen[name] = cls.__name__
 
 
-def test_stubs_stand_only_where_no_class_defines_the_method():
-    for name in pyloop.NOT_YET_IMPLEMENTED:
-        defined_by = [
-            cls
-            for cls in PyLoop.__mro__[1:]
-            if cls is not asyncio.AbstractEventLoop and name in vars(cls)
-        ]
-        assert (name in vars(PyLoop)) == (not defined_by), name
-
-
-def test_install_stubs_leaves_a_mixins_method_alone():
-    class Mixin:
-        async def subprocess_exec(self, *args, **kwargs):
-            return "implemented"
-
-    class Loop(Mixin, asyncio.AbstractEventLoop):
-        pass
-
-    _not_implemented.install_stubs(Loop)
-    assert Loop.subprocess_exec is Mixin.subprocess_exec
-    assert set(pyloop.NOT_YET_IMPLEMENTED) - {"subprocess_exec"} <= set(vars(Loop))
+def test_every_method_of_the_abstract_loop_is_implemented():
+    """No public method of PyLoop is asyncio.AbstractEventLoop's, which raises
+    NotImplementedError: every one comes from the native base or a mixin."""
+    for name in (n for n in vars(asyncio.AbstractEventLoop) if not n.startswith("_")):
+        assert getattr(PyLoop, name) is not getattr(asyncio.AbstractEventLoop, name), name

@@ -6,7 +6,6 @@
 """
 
 from ._loop import PyLoop
-from ._not_implemented import NOT_YET_IMPLEMENTED
 from ._policy import EventLoopPolicy, install, is_installed, new_event_loop, run
 
 __all__ = ["PyLoop", "EventLoopPolicy", "new_event_loop", "install", "is_installed", "run"]

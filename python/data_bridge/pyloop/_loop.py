@@ -25,7 +25,6 @@ from ._debug import DebugMethods
 from ._errors import ErrorHandlingMethods
 from ._executors import ExecutorMethods
 from ._network import NetworkMethods
-from ._not_implemented import install_stubs
 from ._pipes import PipeMethods
 from ._resolver import ResolverMethods
 from ._signals import SignalMethods
@@ -187,6 +186,3 @@ class PyLoop(
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
-
-
-install_stubs(PyLoop)
