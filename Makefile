@@ -55,8 +55,8 @@ test-cpp:
 	cmake --build build/cpp -j $(JOBS)
 	cd build/cpp && ctest --output-on-failure -j $(JOBS)
 
-# The networking and subprocess tests run twice: once as they are, once in asyncio debug mode, where the
-# transports, sock_* calls and children take the same native paths with debug's checks on top.
+# The networking and subprocess tests run twice: as they are, then in asyncio debug mode, where
+# the transports, sock_* calls and children take the same native paths with debug's checks on top.
 test-python:
 	$(PY) -m pytest tests/python -q -p no:cacheprovider
 	PYTHONASYNCIODEBUG=1 $(PY) -m pytest tests/python/test_net_*.py tests/python/test_subprocess*.py \
