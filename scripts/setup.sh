@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # wrk loads the HTTP benchmarks (benchmarks/net).
-APT_PACKAGES=(g++ make cmake ninja-build libasio-dev libgtest-dev wrk)
+APT_PACKAGES=(g++ make cmake ninja-build libasio-dev libgtest-dev libssl-dev wrk)
 
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

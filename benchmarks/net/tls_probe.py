@@ -1,0 +1,101 @@
+"""benchmarks/net/tls_probe.py — TLS echo probe for decision 0023: one connection,
+request/response, the server on the loop under test, the client a blocking ssl socket in a
+child process. Prints round trips per second and the server's CPU microseconds per round trip.
+
+    .venv/bin/python benchmarks/net/tls_probe.py --loop pyloop --size 1024 --duration 3
+"""
+
+import argparse
+import asyncio
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+import trustme
+
+
+def make_loop(name):
+    if name == "asyncio":
+        return asyncio.new_event_loop()
+    if name == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    if name == "rloop":
+        import rloop
+        return rloop.new_event_loop()
+    import data_bridge.pyloop as pyloop
+    return pyloop.new_event_loop()
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+def client(port, ca, size, duration):
+    ctx = ssl.create_default_context(cafile=ca)
+    raw = socket.create_connection(("127.0.0.1", port))
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = ctx.wrap_socket(raw, server_hostname="localhost")
+    payload = b"x" * size
+    n = 0
+    end = time.perf_counter() + duration
+    while time.perf_counter() < end:
+        sock.sendall(payload)
+        got = 0
+        while got < size:
+            chunk = sock.recv(262144)
+            if not chunk:
+                raise SystemExit("closed")
+            got += len(chunk)
+        n += 1
+    print(n)
+    sock.close()
+
+
+def server(args):
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(sctx)
+    tmp = tempfile.mkdtemp()
+    cafile = os.path.join(tmp, "ca.pem")
+    ca.cert_pem.write_to_path(cafile)
+    loop = make_loop(args.loop)
+    srv = loop.run_until_complete(loop.create_server(Echo, "127.0.0.1", 0, ssl=sctx))
+    port = srv.sockets[0].getsockname()[1]
+    child = subprocess.Popen([sys.executable, __file__, "--client", str(port), cafile,
+                              str(args.size), str(args.duration)], stdout=subprocess.PIPE)
+
+    async def wait_child():
+        while child.poll() is None:
+            await asyncio.sleep(0.05)
+
+    t0 = os.times()
+    loop.run_until_complete(wait_child())
+    t1 = os.times()
+    n = int(child.stdout.read())
+    cpu = (t1.user - t0.user) + (t1.system - t0.system)
+    srv.close()
+    loop.run_until_complete(srv.wait_closed())
+    loop.close()
+    print(f"{args.loop:8s} size={args.size:6d} rtt/s={n / args.duration:9.0f} "
+          f"server_cpu_us/rt={cpu / n * 1e6:7.1f}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--client":
+        client(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+        sys.exit(0)
+    p = argparse.ArgumentParser()
+    p.add_argument("--loop", default="pyloop")
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--duration", type=float, default=3.0)
+    server(p.parse_args())
