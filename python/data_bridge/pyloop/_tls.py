@@ -25,6 +25,7 @@ from asyncio import base_events, selector_events, sslproto
 
 from . import _pyloop
 from ._pyloop import StreamIO, TLSSession, install_tls_methods
+from ._transport import SocketTransport
 
 _WRAPPED = sslproto.SSLProtocolState.WRAPPED
 _DO_HANDSHAKE = sslproto.SSLProtocolState.DO_HANDSHAKE
@@ -200,14 +201,16 @@ class SSLProtocol(sslproto.SSLProtocol):
 
 
 # asyncio's own orchestration, by reference (docs/decisions/0003), with the names it uses for
-# SSLProtocol resolved to the class above: loop.start_tls and the ssl= of create_connection,
-# create_server and connect_accepted_socket (_make_ssl_transport).
+# SSLProtocol resolved to the class above, and, in _make_ssl_transport (the ssl= of
+# create_connection, create_server and connect_accepted_socket), the selector loop's socket
+# transport resolved to PyLoop's native one: loop.start_tls and _make_ssl_transport run the
+# interpreter's own code on PyLoop's classes.
 _SSLPROTO = types.SimpleNamespace(**vars(sslproto))
 _SSLPROTO.SSLProtocol = SSLProtocol
 
 
-def _rebound(function):
-    namespace = dict(function.__globals__, sslproto=_SSLPROTO)
+def _rebound(function, **names):
+    namespace = dict(function.__globals__, sslproto=_SSLPROTO, **names)
     clone = types.FunctionType(function.__code__, namespace, function.__name__,
                                function.__defaults__, function.__closure__)
     clone.__kwdefaults__ = function.__kwdefaults__
@@ -217,4 +220,5 @@ def _rebound(function):
 
 
 start_tls = _rebound(base_events.BaseEventLoop.start_tls)
-make_ssl_transport = _rebound(selector_events.BaseSelectorEventLoop._make_ssl_transport)
+make_ssl_transport = _rebound(selector_events.BaseSelectorEventLoop._make_ssl_transport,
+                              _SelectorSocketTransport=SocketTransport)

@@ -1,0 +1,611 @@
+# tests/python/test_net_tls.py: TLS on both loops: ssl= of create_connection/create_server,
+# server_hostname and SNI, certificate errors, handshake and shutdown timeouts, start_tls on
+# both sides, get_extra_info, large transfers both ways with flow control, BufferedProtocol,
+# pause/resume_reading, write_eof, close and abort, debug mode, descriptor leaks. Certificates
+# are made at run time (trustme), never checked in. On PyLoop the data phase runs natively
+# (python/data_bridge/pyloop/_tls.py); every assertion is asyncio's behaviour.
+
+import asyncio
+import socket
+import ssl
+import threading
+
+import pytest
+
+from net_helpers import Recorder, fd_count, payload, run
+
+trustme = pytest.importorskip("trustme")
+
+LONG = 10.0  # bound for the large transfers (a loaded 2-core machine)
+
+
+@pytest.fixture(scope="module")
+def certs():
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("localhost", "127.0.0.1")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(server_ctx)
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+class EchoServer(asyncio.Protocol):
+    """Echoes everything; records its transport."""
+
+    def __init__(self, registry):
+        self.registry = registry
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.registry.append(self)
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+async def tls_echo_server(loop, server_ctx, registry=None):
+    registry = [] if registry is None else registry
+    server = await loop.create_server(lambda: EchoServer(registry), "127.0.0.1", 0, ssl=server_ctx)
+    return server, server.sockets[0].getsockname()[1], registry
+
+
+async def stop(server):
+    server.close()
+    await server.wait_closed()
+
+
+async def tls_client(loop, client_ctx, port, factory=None, **kwargs):
+    kwargs.setdefault("server_hostname", "localhost")
+    return await loop.create_connection(factory or (lambda: Recorder(loop)), "127.0.0.1", port,
+                                        ssl=client_ctx, **kwargs)
+
+
+# -- connections and data ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 1024, 65536, 1 << 20])
+def test_echo_sizes(loop, certs, size):
+    server_ctx, client_ctx = certs
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        data = payload(size)
+        transport.write(data)
+        assert await proto.wait_bytes(size) == data
+        transport.close()
+        assert await proto.lost is None
+        await stop(server)
+
+    run(loop, main(), LONG)
+
+
+def test_many_round_trips_and_writelines(loop, certs):
+    server_ctx, client_ctx = certs
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        total = 0
+        for i in range(200):
+            transport.writelines([b"a" * i, bytearray(b"b" * 10), memoryview(b"c" * 5)])
+            total += i + 15
+            await proto.wait_bytes(total)
+        assert bytes(proto.data[-15:]) == b"b" * 10 + b"c" * 5
+        transport.write(b"")  # ignored, as asyncio does
+        with pytest.raises(TypeError, match="data: expecting a bytes-like instance, got str"):
+            transport.write("text")
+        transport.close()
+        await proto.lost
+        await stop(server)
+
+    run(loop, main(), LONG)
+
+
+def test_streams_api(loop, certs):
+    server_ctx, client_ctx = certs
+
+    async def handle(reader, writer):
+        line = await reader.readline()
+        writer.write(line.upper())
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                       server_hostname="localhost")
+        writer.write(b"hello tls\n")
+        assert await reader.readline() == b"HELLO TLS\n"
+        assert await reader.read() == b""
+        writer.close()
+        await writer.wait_closed()
+        await stop(server)
+
+    run(loop, main())
+
+
+def test_extra_info(loop, certs):
+    server_ctx, client_ctx = certs
+
+    async def main():
+        server, port, registry = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        obj = transport.get_extra_info("ssl_object")
+        assert isinstance(obj, ssl.SSLObject)
+        assert obj.server_hostname == "localhost"
+        assert not obj.server_side
+        peercert = transport.get_extra_info("peercert")
+        assert peercert == obj.getpeercert()
+        assert ("DNS", "localhost") in peercert["subjectAltName"]
+        cipher = transport.get_extra_info("cipher")
+        assert cipher == obj.cipher() and len(cipher) == 3
+        assert transport.get_extra_info("compression") == obj.compression()
+        assert transport.get_extra_info("sslcontext") is client_ctx
+        assert transport.get_extra_info("peername")[1] == port
+        assert transport.get_extra_info("sockname")[0] == "127.0.0.1"
+        assert transport.get_extra_info("socket").family == socket.AF_INET
+        assert transport.get_extra_info("missing", "dflt") == "dflt"
+        transport.write(b"x")
+        await proto.wait_bytes(1)
+        server_side = registry[0].transport.get_extra_info("ssl_object")
+        assert server_side.server_side
+        assert registry[0].transport.get_extra_info("peercert") is None  # no client cert
+        assert not transport.can_write_eof()
+        with pytest.raises(NotImplementedError):
+            transport.write_eof()
+        transport.close()
+        await proto.lost
+        await stop(server)
+
+    run(loop, main())
+
+
+# -- certificate and hostname errors ----------------------------------------------------------
+
+
+def test_untrusted_certificate(loop, certs, expect_exception_handler):
+    # In debug mode asyncio's server reports the failed handshake: the same on both loops.
+    server_ctx, _ = certs
+    untrusting = ssl.create_default_context()  # the system's CAs: not the test CA
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        with pytest.raises(ssl.SSLCertVerificationError) as info:
+            await tls_client(loop, untrusting, port)
+        assert info.value.verify_code == 20  # unable to get local issuer certificate
+        assert "certificate verify failed" in str(info.value)
+        await asyncio.sleep(0.2)  # the server's side of the handshake sees the alert
+        await stop(server)
+
+    run(loop, main())
+    _only_failed_handshakes(expect_exception_handler)
+
+
+def test_hostname_mismatch(loop, certs, expect_exception_handler):
+    # In debug mode asyncio's server reports the failed handshake: the same on both loops.
+    server_ctx, client_ctx = certs
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        with pytest.raises(ssl.SSLCertVerificationError) as info:
+            await tls_client(loop, client_ctx, port, server_hostname="other.example")
+        assert "Hostname mismatch" in str(info.value)
+        await asyncio.sleep(0.2)  # the server's side of the handshake sees the alert
+        await stop(server)
+
+    run(loop, main())
+    _only_failed_handshakes(expect_exception_handler)
+
+
+def test_sni_reaches_the_server(loop, certs):
+    server_ctx, client_ctx = certs
+    seen = []
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain  # the callback below swaps in the configured context
+    ctx.sni_callback = lambda sslobj, name, _ctx: (seen.append(name), setattr(sslobj, "context", server_ctx))[-1] and None
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        transport.write(b"sni")
+        assert await proto.wait_bytes(3) == b"sni"
+        transport.close()
+        await proto.lost
+        await stop(server)
+
+    run(loop, main())
+    assert seen == ["localhost"]
+
+
+# -- timeouts ------------------------------------------------------------------------------------
+
+
+def test_handshake_timeout(loop, certs):
+    _, client_ctx = certs
+
+    async def main():
+        silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+        port = silent.getsockname()[1]
+        try:
+            with pytest.raises(ConnectionAbortedError, match="SSL handshake is taking longer"):
+                await tls_client(loop, client_ctx, port, ssl_handshake_timeout=0.2)
+        finally:
+            silent.close()
+
+    run(loop, main())
+
+
+def test_bad_timeouts_are_refused(loop, certs, expect_exception_handler):
+    # In debug mode asyncio's server reports the failed handshake: the same on both loops.
+    _, client_ctx = certs
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, certs[0])
+        for name in ("ssl_handshake_timeout", "ssl_shutdown_timeout"):
+            with pytest.raises(ValueError, match=f"{name} should be a positive number"):
+                await tls_client(loop, client_ctx, port, **{name: -1})
+        await asyncio.sleep(0.1)
+        await stop(server)
+
+    run(loop, main())
+    _only_failed_handshakes(expect_exception_handler)
+
+
+def test_shutdown_timeout(loop, certs):
+    server_ctx, client_ctx = certs
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def peer():  # completes the handshake, then never reads: close_notify gets no answer
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            done.wait(5)
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+
+    async def main():
+        transport, proto = await tls_client(loop, client_ctx, port, ssl_shutdown_timeout=0.3)
+        transport.close()
+        exc = await proto.lost
+        return exc
+
+    try:
+        exc = run(loop, main())
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+    assert exc is None or isinstance(exc, TimeoutError)
+
+
+# -- start_tls ---------------------------------------------------------------------------------
+
+
+def test_start_tls_both_sides(loop, certs):
+    server_ctx, client_ctx = certs
+
+    class Upgrading(asyncio.Protocol):
+        def __init__(self):
+            self.upgraded = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            assert data == b"STARTTLS\n"
+            self.transport.write(b"OK\n")
+            self.upgraded.set_result(None)
+
+    async def main():
+        servers = []
+
+        def factory():
+            servers.append(Upgrading())
+            return servers[0]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await loop.create_connection(lambda: Recorder(loop), "127.0.0.1", port)
+        transport.write(b"STARTTLS\n")
+        assert await proto.wait_bytes(3) == b"OK\n"
+        await servers[0].upgraded
+        echo = Recorder(loop)
+        server_tls = loop.create_task(loop.start_tls(servers[0].transport, echo, server_ctx,
+                                                     server_side=True))
+        tls = await loop.start_tls(transport, proto, client_ctx, server_hostname="localhost")
+        stls = await server_tls
+        assert tls.get_extra_info("ssl_object") is not None
+        assert stls.get_extra_info("ssl_object").server_side
+        assert tls.get_protocol() is proto and stls.get_protocol() is echo
+        tls.write(b"secret" * 1000)
+        assert await echo.wait_bytes(6000) == b"secret" * 1000
+        stls.write(b"reply")
+        assert (await proto.wait_bytes(3 + 5))[3:] == b"reply"
+        tls.close()
+        assert await proto.lost is None
+        assert await echo.lost is None
+        assert echo.events[-2:] == ["eof", "lost"] or echo.events[-1] == "lost"
+        await stop(server)
+
+    run(loop, main(), LONG)
+
+
+# -- protocols and flow control -------------------------------------------------------------------
+
+
+class Buffered(asyncio.BufferedProtocol):
+    def __init__(self, loop, want):
+        self.want = want
+        self.buf = bytearray(4096)
+        self.data = bytearray()
+        self.sizes = []
+        self.full = loop.create_future()
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        self.sizes.append(sizehint)
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buf[:nbytes]
+        if len(self.data) >= self.want and not self.full.done():
+            self.full.set_result(None)
+
+    def eof_received(self):
+        return None
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_buffered_protocol(loop, certs):
+    server_ctx, client_ctx = certs
+    size = 300_000
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port,
+                                            factory=lambda: Buffered(loop, size))
+        data = payload(size)
+        transport.write(data)
+        await proto.full
+        assert bytes(proto.data) == data
+        assert all(isinstance(n, int) for n in proto.sizes)
+        transport.close()
+        assert await proto.lost is None
+        await stop(server)
+
+    run(loop, main(), LONG)
+
+
+def test_set_protocol_switches_to_buffered(loop, certs):
+    server_ctx, client_ctx = certs
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        transport.write(b"one")
+        await proto.wait_bytes(3)
+        buffered = Buffered(loop, 3)
+        transport.set_protocol(buffered)
+        assert transport.get_protocol() is buffered
+        transport.write(b"two")
+        await buffered.full
+        assert bytes(buffered.data) == b"two"
+        transport.close()
+        assert await buffered.lost is None
+        await stop(server)
+
+    run(loop, main())
+
+
+def test_pause_resume_reading(loop, certs):
+    server_ctx, client_ctx = certs
+    size = 4 << 20
+
+    class Sender(asyncio.Protocol):
+        def __init__(self):
+            self.made = loop.create_future()
+
+        def connection_made(self, transport):
+            self.transport = transport
+            self.made.set_result(None)
+
+    async def main():
+        senders = []
+        server = await loop.create_server(lambda: senders.append(Sender()) or senders[-1],
+                                          "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await tls_client(loop, client_ctx, port)
+        while not senders:
+            await asyncio.sleep(0.01)
+        await senders[0].made
+        transport.pause_reading()
+        assert not transport.is_reading()
+        senders[0].transport.write(payload(size))
+        await asyncio.sleep(0.3)
+        assert len(proto.data) == 0  # nothing reaches a paused protocol
+        transport.resume_reading()
+        assert transport.is_reading()
+        assert await proto.wait_bytes(size) == payload(size)
+        transport.close()
+        await proto.lost
+        await stop(server)
+
+    run(loop, main(), LONG)
+
+
+def test_client_write_flow_control(loop, certs):
+    server_ctx, client_ctx = certs
+
+    class Slow(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            transport.pause_reading()
+            self.data = 0
+
+        def data_received(self, data):
+            self.data += len(data)
+
+    async def main():
+        slow = []
+        server = await loop.create_server(lambda: slow.append(Slow()) or slow[-1],
+                                          "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await tls_client(loop, client_ctx, port)
+        chunk = payload(64 * 1024)
+        sent = 0
+        while "pause" not in proto.events and sent < (64 << 20):
+            transport.write(chunk)
+            sent += len(chunk)
+            await asyncio.sleep(0)
+        assert "pause" in proto.events
+        assert transport.get_write_buffer_size() > 0
+        while not slow:
+            await asyncio.sleep(0.01)
+        slow[0].transport.resume_reading()
+        for _ in range(500):
+            if slow[0].data >= sent:
+                break
+            await asyncio.sleep(0.01)
+        assert slow[0].data == sent
+        assert proto.events.count("pause") == proto.events.count("resume")
+        transport.close()
+        await proto.lost
+        await stop(server)
+
+    run(loop, main(), LONG)
+
+
+# -- closing -------------------------------------------------------------------------------------
+
+
+def test_close_flushes_then_peer_sees_eof(loop, certs):
+    server_ctx, client_ctx = certs
+
+    async def main():
+        peers = []
+        server = await loop.create_server(lambda: peers.append(Recorder(loop)) or peers[-1],
+                                          "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await tls_client(loop, client_ctx, port)
+        data = payload(200_000)
+        transport.write(data)
+        transport.close()
+        assert transport.is_closing()
+        transport.write(b"after close")  # dropped, as asyncio drops it
+        assert await proto.lost is None
+        while not peers:
+            await asyncio.sleep(0.01)
+        assert await peers[0].lost is None
+        assert bytes(peers[0].data) == data
+        assert peers[0].events[-2:] == ["eof", "lost"]
+        await stop(server)
+
+    run(loop, main(), LONG)
+
+
+def test_abort_mid_transfer(loop, certs):
+    server_ctx, client_ctx = certs
+
+    async def main():
+        peers = []
+        server = await loop.create_server(lambda: peers.append(Recorder(loop)) or peers[-1],
+                                          "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await tls_client(loop, client_ctx, port)
+        while not peers:
+            await asyncio.sleep(0.01)
+        await peers[0].made
+        peers[0].transport.write(payload(1 << 20))
+        transport.write(payload(1 << 20))
+        transport.abort()
+        assert transport.is_closing()
+        assert await proto.lost is None
+        exc = await peers[0].lost
+        assert exc is None or isinstance(exc, (ConnectionError, ssl.SSLError))
+        await stop(server)
+
+    run(loop, main(), LONG)
+
+
+def test_debug_mode(loop, certs):
+    server_ctx, client_ctx = certs
+    loop.set_debug(True)
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        transport.write(b"debug")
+        assert await proto.wait_bytes(5) == b"debug"
+        transport.close()
+        await proto.lost
+        await stop(server)
+
+    run(loop, main())
+
+
+def _only_failed_handshakes(contexts):
+    for context in contexts:
+        assert context["message"] == "Error on transport creation for incoming connection"
+
+
+def test_no_descriptor_leak(loop, certs):
+    server_ctx, client_ctx = certs
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        for _ in range(10):
+            transport, proto = await tls_client(loop, client_ctx, port)
+            transport.write(b"ping")
+            await proto.wait_bytes(4)
+            transport.close()
+            await proto.lost
+        await stop(server)
+
+    run(loop, main())  # warm up: imports, caches
+    before = fd_count()
+    run(loop, main(), LONG)
+    assert fd_count() == before
+
+
+# -- PyLoop's native path -------------------------------------------------------------------------
+
+
+def test_pyloop_runs_the_data_phase_natively(pyloop_module, certs):
+    from data_bridge.pyloop import _tls
+
+    server_ctx, client_ctx = certs
+    loop = pyloop_module.new_event_loop()
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        transport.write(b"native")
+        await proto.wait_bytes(6)
+        session = transport._tls
+        assert _tls.NATIVE_TLS
+        assert session is not None and session.read_fast and session.write_fast
+        transport.pause_reading()
+        assert not session.read_fast
+        transport.resume_reading()
+        assert session.read_fast
+        transport.close()
+        assert not session.write_fast
+        await proto.lost
+        assert transport._tls is None
+        await stop(server)
+
+    try:
+        run(loop, main())
+    finally:
+        loop.close()
