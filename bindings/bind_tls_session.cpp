@@ -74,10 +74,12 @@ bool ssl_failed(tls_session_object* t, const char* message) noexcept {
 constexpr const char* ssl_protocol_error = "Fatal error on SSL protocol";
 constexpr std::size_t max_record = 16 * 1024;  // TLS's largest plaintext record
 
-// Sets the ssl.SSLError the ssl module would raise for `r` (built by _tls.ssl_error).
+// Sets the ssl.SSLError the ssl module would raise for `r` (built by _tls.ssl_error from the
+// SSL_get_error code, the error code and its reason's text).
 void set_tls_error(const tls_result& r) noexcept {
   module_state& s = state();
-  nb::object args = nb::steal(Py_BuildValue("(ik)", r.ssl_error, r.error));
+  nb::object args = nb::steal(
+      Py_BuildValue("(iks)", r.ssl_error, r.error, tls_session::reason_text(r.error)));
   if (!args.is_valid()) return;
   nb::object exc = nb::steal(PyObject_CallObject(s.tls_error_factory.ptr(), args.ptr()));
   if (!exc.is_valid()) return;
@@ -467,7 +469,7 @@ void export_tls_session(nb::module_& m) {
   m.def("tls_shares_openssl", &tls_shares_openssl, nb::arg("ssl_module_path"), nb::arg("version"),
         "True when the _ssl module at that path uses this module's libssl, of that version.");
   m.def("_install_tls_glue", &install_tls_glue, nb::arg("make_error"),
-        "Installs the function that builds ssl.SSLError from (ssl_error, error code).");
+        "Installs the function that builds ssl.SSLError from (ssl_error, error code, reason text).");
 }
 
 }  // namespace pyloop::bindings

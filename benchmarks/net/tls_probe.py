@@ -27,7 +27,12 @@ def make_loop(name):
     if name == "rloop":
         import rloop
         return rloop.new_event_loop()
+    if name == "pyloop-base":  # another build (PYLOOP_BASELINE=dir), e.g. main before 0023
+        sys.path.insert(0, os.environ["PYLOOP_BASELINE"])
     import data_bridge.pyloop as pyloop
+    if name == "pyloop-sslproto":  # this build with the native data phase switched off
+        from data_bridge.pyloop import _tls
+        _tls.NATIVE_TLS = False
     return pyloop.new_event_loop()
 
 
@@ -86,7 +91,7 @@ def server(args):
     srv.close()
     loop.run_until_complete(srv.wait_closed())
     loop.close()
-    print(f"{args.loop:8s} size={args.size:6d} rtt/s={n / args.duration:9.0f} "
+    print(f"{args.loop:15s} size={args.size:6d} rtt/s={n / args.duration:9.0f} "
           f"server_cpu_us/rt={cpu / n * 1e6:7.1f}")
 
 

@@ -41,10 +41,13 @@ tls_result tls_session::failure(int ret) noexcept {
       r.status = tls_status::closed;
       break;
     default:
+      // As Python's ssl module reports a failure: by the queue's latest error. The queue is
+      // then emptied, so that no later call on this thread mistakes it for its own.
       r.status = tls_status::failed;
-      r.error = ERR_peek_error();
+      r.error = ERR_peek_last_error();
       break;
   }
+  ERR_clear_error();
   return r;
 }
 
@@ -94,6 +97,11 @@ std::size_t tls_session::input_pending() const noexcept {
 std::size_t tls_session::plaintext_pending() const noexcept {
   const int n = SSL_pending(ssl_);
   return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
+const char* tls_session::reason_text(unsigned long error) noexcept {
+  const char* text = ERR_reason_error_string(error);
+  return text != nullptr ? text : "";
 }
 
 unsigned long tls_session::library_version() noexcept { return OpenSSL_version_num(); }

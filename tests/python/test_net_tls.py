@@ -6,6 +6,7 @@
 # (python/data_bridge/pyloop/_tls.py); every assertion is asyncio's behaviour.
 
 import asyncio
+import os
 import socket
 import ssl
 import threading
@@ -219,6 +220,42 @@ def test_sni_reaches_the_server(loop, certs):
 
     run(loop, main())
     assert seen == ["localhost"]
+
+
+def test_corrupt_record_in_the_data_phase(loop, certs):
+    server_ctx, client_ctx = certs
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def peer():  # a good handshake and one good record, then an application record that
+        # fails authentication
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"good")
+            done.wait(5)
+            os.write(tls.fileno(), b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+            done.wait(5)
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+
+    async def main():
+        transport, proto = await tls_client(loop, client_ctx, port)
+        assert await proto.wait_bytes(4) == b"good"
+        done.set()
+        return await proto.lost
+
+    try:
+        exc = run(loop, main())
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+    assert isinstance(exc, ssl.SSLError)
+    assert exc.library == "SSL"
+    assert exc.reason in ("DECRYPTION_FAILED_OR_BAD_RECORD_MAC", "BAD_RECORD_MAC")
+    assert str(exc).startswith(f"[SSL: {exc.reason}] ")
 
 
 # -- timeouts ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ struct tls_result {
   std::size_t size = 0;         // plaintext bytes read, or written
   tls_status status = tls_status::ok;
   int ssl_error = 0;            // SSL_get_error() when failed
-  unsigned long error = 0;      // the first error of OpenSSL's queue when failed (ERR_get_error)
+  unsigned long error = 0;      // the latest error of OpenSSL's queue when failed (the queue is cleared)
 };
 
 // Drives an established TLS connection (an SSL object whose read and write BIOs are memory
@@ -52,6 +52,9 @@ class tls_session {
   std::size_t plaintext_pending() const noexcept;
 
   ssl_st* ssl() const noexcept { return ssl_; }
+
+  // OpenSSL's text for an error code's reason ("decryption failed or bad record mac").
+  static const char* reason_text(unsigned long error) noexcept;
 
   // The checks that make it safe to drive an SSL object made by another module:
   // - which OpenSSL this library uses (OpenSSL_version_num());

@@ -40,9 +40,10 @@ _ERR_LIB_OFFSET = 23  # OpenSSL 3's ERR_GET_LIB / ERR_GET_REASON split of an err
 _ERR_REASON_MASK = 0x7FFFFF
 
 
-def ssl_error(ssl_error_code: int, code: int) -> ssl.SSLError:
+def ssl_error(ssl_error_code: int, code: int, text: str) -> ssl.SSLError:
     """The ssl.SSLError the ssl module raises for an OpenSSL failure in read() or write():
-    the same class, errno, library, reason and "[LIB: REASON] text" message."""
+    the same class, errno, library, reason and "[LIB: REASON] text" message (without the
+    "(_ssl.c:LINE)" suffix, which names a line of the _ssl module's source)."""
     if ssl_error_code == ssl.SSL_ERROR_SYSCALL and code == 0:
         return ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "EOF occurred in violation of protocol")
     lib = (code >> _ERR_LIB_OFFSET) & 0xFF
@@ -50,14 +51,12 @@ def ssl_error(ssl_error_code: int, code: int) -> ssl.SSLError:
     library = _ssl.lib_codes_to_names.get(lib)
     reason = _ssl.err_codes_to_names.get((lib, reason_code))
     if reason is not None and library is not None:
-        text = f"[{library}: {reason}] {reason.lower().replace('_', ' ')}"
+        text = f"[{library}: {reason}] {text}"
     elif library is not None:
-        text = f"[{library}] unknown error ({code:#x})"
-    else:
-        text = f"unknown error ({code:#x})"
+        text = f"[{library}] {text}"
     cls = {ssl.SSL_ERROR_SYSCALL: ssl.SSLSyscallError,
            ssl.SSL_ERROR_WANT_WRITE: ssl.SSLWantWriteError}.get(ssl_error_code, ssl.SSLError)
-    exc = cls(ssl_error_code, text)
+    exc = cls(ssl_error_code, text or f"unknown error ({code:#x})")
     exc.library = library
     exc.reason = reason
     return exc
