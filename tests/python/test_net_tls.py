@@ -6,6 +6,7 @@
 # (python/data_bridge/pyloop/_tls.py); every assertion is asyncio's behaviour.
 
 import asyncio
+import gc
 import os
 import socket
 import ssl
@@ -127,6 +128,73 @@ def test_streams_api(loop, certs):
         await stop(server)
 
     run(loop, main())
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="Unix sockets")
+def test_unix_socket(loop, certs, tmp_path):
+    server_ctx, client_ctx = certs
+    path = str(tmp_path / "tls.sock")
+
+    async def main():
+        registry = []
+        server = await loop.create_unix_server(lambda: EchoServer(registry), path, ssl=server_ctx)
+        transport, proto = await loop.create_unix_connection(
+            lambda: Recorder(loop), path, ssl=client_ctx, server_hostname="localhost")
+        transport.write(b"over unix")
+        assert await proto.wait_bytes(9) == b"over unix"
+        transport.close()
+        assert await proto.lost is None
+        await stop(server)
+
+    run(loop, main())
+
+
+def test_connect_accepted_socket(loop, certs):
+    server_ctx, client_ctx = certs
+
+    async def main():
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        registry = []
+        client = loop.create_task(tls_client(loop, client_ctx, port))
+        conn, _ = await loop.sock_accept(listener)
+        server_transport, _ = await loop.connect_accepted_socket(
+            lambda: EchoServer(registry), conn, ssl=server_ctx)
+        transport, proto = await client
+        transport.write(b"accepted")
+        assert await proto.wait_bytes(8) == b"accepted"
+        transport.close()
+        assert await proto.lost is None
+        server_transport.close()
+        listener.close()
+
+    run(loop, main())
+
+
+def test_sendfile_over_tls(loop, certs, tmp_path):
+    server_ctx, client_ctx = certs
+    path = tmp_path / "data.bin"
+    data = payload(300_000)
+    path.write_bytes(data)
+
+    async def main():
+        peers = []
+        server = await loop.create_server(lambda: peers.append(Recorder(loop)) or peers[-1],
+                                          "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await tls_client(loop, client_ctx, port)
+        with open(path, "rb") as f:
+            sent = await loop.sendfile(transport, f)
+        assert sent == len(data)
+        while not peers:
+            await asyncio.sleep(0.01)
+        assert await peers[0].wait_bytes(len(data)) == data
+        transport.close()
+        await proto.lost
+        await stop(server)
+
+    run(loop, main(), LONG)
 
 
 def test_extra_info(loop, certs):
@@ -640,6 +708,32 @@ def test_pyloop_runs_the_data_phase_natively(pyloop_module, certs):
         assert not session.write_fast
         await proto.lost
         assert transport._tls is None
+        await stop(server)
+
+    try:
+        run(loop, main())
+    finally:
+        loop.close()
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o).__name__ == "TLSSession"]
+
+
+def test_pyloop_without_the_native_path(pyloop_module, certs, monkeypatch):
+    """Where _ssl and PyLoop do not share one libssl, asyncio's SSLProtocol does it all."""
+    from data_bridge.pyloop import _tls
+
+    monkeypatch.setattr(_tls, "NATIVE_TLS", False)
+    server_ctx, client_ctx = certs
+    loop = pyloop_module.new_event_loop()
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        transport.write(b"python" * 10000)
+        assert await proto.wait_bytes(60000) == b"python" * 10000
+        assert transport._tls is None
+        transport.close()
+        await proto.lost
         await stop(server)
 
     try:
