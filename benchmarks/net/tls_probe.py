@@ -3,6 +3,11 @@ request/response, the server on the loop under test, the client a blocking ssl s
 child process. Prints round trips per second and the server's CPU microseconds per round trip.
 
     .venv/bin/python benchmarks/net/tls_probe.py --loop pyloop --size 1024 --duration 3
+    .venv/bin/python benchmarks/net/tls_probe.py --loops asyncio,uvloop,pyloop \
+        --sizes 1024,65536 --repeats 3     # interleaved runs, medians, ratios to pyloop
+
+Loops: asyncio, uvloop, rloop, pyloop, pyloop-sslproto (this build, native data phase off),
+pyloop-base (the build in $PYLOOP_BASELINE, e.g. main before decision 0023).
 """
 
 import argparse
@@ -95,6 +100,37 @@ def server(args):
           f"server_cpu_us/rt={cpu / n * 1e6:7.1f}")
 
 
+def table(args):
+    """Runs every loop at every size, interleaved, --repeats times; prints the medians."""
+    import statistics
+    loops, sizes = args.loops.split(","), [int(s) for s in args.sizes.split(",")]
+    results = {}  # (loop, size) -> [(rtt/s, cpu us)]
+    for _ in range(args.repeats):
+        for size in sizes:
+            for name in loops:
+                out = subprocess.run([sys.executable, __file__, "--loop", name, "--size",
+                                      str(size), "--duration", str(args.duration)],
+                                     capture_output=True, text=True)
+                fields = dict(f.split("=") for f in out.stdout.split()[1:] if "=" in f)
+                if "rtt/s" not in fields:
+                    print(f"{name} {size}: failed: {out.stderr.strip().splitlines()[-1:]}")
+                    continue
+                results.setdefault((name, size), []).append(
+                    (float(fields["rtt/s"]), float(fields["server_cpu_us/rt"])))
+    print(f"{'loop':16s} {'size':>6s} {'rtt/s':>8s} {'cpu us/rt':>10s} {'cpu vs pyloop':>14s}")
+    for size in sizes:
+        base = results.get(("pyloop", size))
+        base_cpu = statistics.median(c for _, c in base) if base else None
+        for name in loops:
+            runs = results.get((name, size))
+            if not runs:
+                continue
+            rtt = statistics.median(r for r, _ in runs)
+            cpu = statistics.median(c for _, c in runs)
+            ratio = f"{cpu / base_cpu:.2f}x" if base_cpu else "-"
+            print(f"{name:16s} {size:6d} {rtt:8.0f} {cpu:10.1f} {ratio:>14s}")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--client":
         client(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
@@ -103,4 +139,8 @@ if __name__ == "__main__":
     p.add_argument("--loop", default="pyloop")
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--duration", type=float, default=3.0)
-    server(p.parse_args())
+    p.add_argument("--loops", help="comma-separated: run all, interleaved, print medians")
+    p.add_argument("--sizes", default="1024,65536")
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    table(a) if a.loops else server(a)

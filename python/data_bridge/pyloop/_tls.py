@@ -38,6 +38,18 @@ NATIVE_TLS = _pyloop.tls_shares_openssl(_ssl.__file__, ssl.OPENSSL_VERSION_NUMBE
 
 _ERR_LIB_OFFSET = 23  # OpenSSL 3's ERR_GET_LIB / ERR_GET_REASON split of an error code
 _ERR_REASON_MASK = 0x7FFFFF
+# OpenSSL's library numbers (ERR_LIB_*) and the mnemonics Python prints for them. Python 3.11
+# exposes its tables as _ssl.lib_codes_to_names and _ssl.err_codes_to_names; 3.12 does not.
+_LIBRARIES = getattr(_ssl, "lib_codes_to_names", None) or {
+    2: "SYS", 3: "BN", 4: "RSA", 5: "DH", 6: "EVP", 7: "BUF", 8: "OBJ", 9: "PEM", 10: "DSA",
+    11: "X509", 13: "ASN1", 14: "CONF", 15: "CRYPTO", 16: "EC", 20: "SSL", 32: "BIO",
+    33: "PKCS7", 34: "X509V3", 35: "PKCS12", 36: "RAND", 37: "DSO", 38: "ENGINE", 39: "OCSP",
+    40: "UI", 41: "COMP", 42: "ECDSA", 43: "ECDH", 44: "OSSL_STORE", 45: "FIPS", 46: "CMS",
+    47: "TS", 48: "HMAC", 50: "CT", 51: "ASYNC", 52: "KDF", 53: "SM2", 54: "ESS",
+    55: "PROP", 56: "CRMF", 57: "PROV", 58: "CMP", 59: "OSSL_ENCODER", 60: "OSSL_DECODER",
+    61: "HTTP",
+}
+_REASONS = getattr(_ssl, "err_codes_to_names", None) or {}
 
 
 def ssl_error(ssl_error_code: int, code: int, text: str) -> ssl.SSLError:
@@ -47,9 +59,11 @@ def ssl_error(ssl_error_code: int, code: int, text: str) -> ssl.SSLError:
     if ssl_error_code == ssl.SSL_ERROR_SYSCALL and code == 0:
         return ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "EOF occurred in violation of protocol")
     lib = (code >> _ERR_LIB_OFFSET) & 0xFF
-    reason_code = code & _ERR_REASON_MASK
-    library = _ssl.lib_codes_to_names.get(lib)
-    reason = _ssl.err_codes_to_names.get((lib, reason_code))
+    library = _LIBRARIES.get(lib)
+    # Python's reason mnemonics are OpenSSL's macro names; OpenSSL's texts are those names
+    # in lower case with spaces, which gives the name back where Python's table is not exposed.
+    reason = _REASONS.get((lib, code & _ERR_REASON_MASK)) or (
+        text.upper().replace(" ", "_") if text else None)
     if reason is not None and library is not None:
         text = f"[{library}: {reason}] {text}"
     elif library is not None:
