@@ -228,7 +228,11 @@ PyObject* write_appdata(PyObject* transport, tls_session_object* t, PyObject* li
 // Encrypts one piece (the fast path); false with the error handled or pending.
 bool encrypt(tls_session_object* t, PyObject* data, bool& handled) noexcept {
   Py_buffer view;
-  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return false;
+  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+    // asyncio's SSLObject.write() fails inside _write_appdata's try: a fatal error, not a raise.
+    handled = ssl_failed(t, ssl_protocol_error);
+    return false;
+  }
   tls_result r = t->session.write(static_cast<const char*>(view.buf), static_cast<std::size_t>(view.len));
   PyBuffer_Release(&view);
   if (r.status == tls_status::ok) return true;

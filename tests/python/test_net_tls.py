@@ -105,6 +105,25 @@ def test_many_round_trips_and_writelines(loop, certs):
     run(loop, main(), LONG)
 
 
+def test_writelines_with_a_non_buffer_is_a_fatal_error(loop, certs, expect_exception_handler):
+    server_ctx, client_ctx = certs
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        transport.write(b"ok")
+        await proto.wait_bytes(2)
+        transport.writelines([b"fine", "not bytes"])  # no raise: the connection fails
+        exc = await proto.lost
+        await asyncio.sleep(0.05)
+        await stop(server)
+        return exc
+
+    exc = run(loop, main())
+    assert isinstance(exc, TypeError)
+    assert [c["message"] for c in expect_exception_handler] == ["Fatal error on SSL protocol"]
+
+
 def test_streams_api(loop, certs):
     server_ctx, client_ctx = certs
 
