@@ -202,6 +202,17 @@ PyObject* stream_io_write(stream_io_object* io, PyObject* data) noexcept {
   }
 }
 
+PyObject* stream_io_write_raw(stream_io_object* io, const char* data, std::size_t size) noexcept {
+  try {
+    const int admitted = admit_write(io, size == 0);
+    if (admitted <= 0) return admitted < 0 ? nullptr : Py_NewRef(Py_None);
+    return write_result(io, io->writer.write(data, size, nullptr));
+  } catch (...) {
+    set_error_from_current_exception();
+    return nullptr;
+  }
+}
+
 namespace {
 
 PyMethodDef transport_write_def = {

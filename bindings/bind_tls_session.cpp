@@ -21,6 +21,7 @@
 
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "module_state.hpp"
 
@@ -74,6 +75,19 @@ bool ssl_failed(tls_session_object* t, const char* message) noexcept {
 constexpr const char* ssl_protocol_error = "Fatal error on SSL protocol";
 constexpr std::size_t max_record = 16 * 1024;  // TLS's largest plaintext record
 
+// Records encrypted by write_to, waiting to be handed to the StreamIO's writer (which copies
+// what it cannot send at once). One per thread: a loop and its sessions live on one thread.
+// They belong to the connection of the write() or writelines() running: records_scope
+// leaves the buffer empty whatever way the call ends, so nothing reaches another connection.
+thread_local std::vector<char> records;
+
+struct records_scope {
+  records_scope() noexcept { records.clear(); }
+  ~records_scope() { records.clear(); }
+  records_scope(const records_scope&) = delete;
+  records_scope& operator=(const records_scope&) = delete;
+};
+
 // Sets the ssl.SSLError the ssl module would raise for `r` (built by _tls.ssl_error from the
 // SSL_get_error code, the error code and its reason's text).
 void set_tls_error(const tls_result& r) noexcept {
@@ -86,8 +100,22 @@ void set_tls_error(const tls_result& r) noexcept {
   PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
 }
 
-// Sends what the SSL object wrote to its write BIO: one `bytes`, queued by reference.
+// Sends the records encrypted by write_to, then what the SSL object wrote to its write BIO
+// (one `bytes`, queued by reference).
 bool flush_output(tls_session_object* t) noexcept {
+  if (!records.empty()) {
+    std::vector<char> out;
+    out.swap(records);  // records is empty again whatever the writer's events do
+    bool sent = true;
+    if (t->io.is_valid()) {
+      nb::object io = t->io;
+      nb::object done = nb::steal(stream_io_write_raw(as_stream_io(io.ptr()), out.data(), out.size()));
+      sent = done.is_valid();
+    }
+    out.clear();
+    out.swap(records);  // keeps the capacity for the next write
+    if (!sent) return false;
+  }
   const std::size_t pending = t->session.output_pending();
   if (pending == 0 || !t->io.is_valid()) return true;
   PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(pending));
@@ -171,20 +199,56 @@ tls_result read_buffered(tls_session_object* t, bool& ok) noexcept {
   return r;
 }
 
+// read_copied's first read when nothing waits in the read BIO: decrypted straight from the
+// bytes just received (tls_session::read_from); what the SSL object did not take is fed.
+tls_result read_copied_direct(tls_session_object* t, const char* data, std::size_t size,
+                              bool& ok) noexcept {
+  const std::size_t capacity = size + t->session.plaintext_pending() + max_record;
+  PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(capacity));
+  if (raw == nullptr) {
+    ok = false;
+    return {};
+  }
+  std::size_t consumed = 0;
+  tls_result r = t->session.read_from(data, size, PyBytes_AS_STRING(raw), capacity, consumed);
+  if (consumed < size && !t->session.feed(data + consumed, size - consumed)) {
+    Py_DECREF(raw);
+    PyErr_NoMemory();
+    ok = false;
+    return r;
+  }
+  if (r.size == 0) {
+    Py_DECREF(raw);
+    return r;
+  }
+  if (_PyBytes_Resize(&raw, static_cast<Py_ssize_t>(r.size)) < 0) {
+    ok = false;
+    return r;
+  }
+  nb::object bytes = nb::steal(raw);
+  ok = call_app(t, state().str_data_received.ptr(), bytes.ptr());
+  return r;
+}
+
 }  // namespace
 
 bool tls_data_received(stream_io_object* io, const char* data, std::size_t size) noexcept {
   nb::object keep = io->tls;  // alive whatever the callbacks do
   tls_session_object* t = as_tls(keep.ptr());
   module_state& s = state();
-  if (!t->session.feed(data, size)) {
+  // The common case: records straight from the received bytes (nothing waits in the BIO).
+  const bool direct = t->read_fast && !t->app_buffered && t->session.input_pending() == 0;
+  if (!direct && !t->session.feed(data, size)) {
     PyErr_NoMemory();
     return ssl_failed(t, ssl_protocol_error);
   }
   if (!t->read_fast) return call_ssl_protocol(t, s.str_tls_input.ptr()) || ssl_failed(t, ssl_protocol_error);
+  bool first = direct;
   while (t->read_fast) {
     bool ok = true;
-    tls_result r = t->app_buffered ? read_buffered(t, ok) : read_copied(t, ok);
+    tls_result r = first ? read_copied_direct(t, data, size, ok)
+                   : t->app_buffered ? read_buffered(t, ok) : read_copied(t, ok);
+    first = false;
     if (!ok) return ssl_failed(t, ssl_protocol_error);
     if (r.status == tls_status::ok) continue;  // the buffer filled up: read on
     if (r.status == tls_status::want_read) break;
@@ -225,7 +289,8 @@ PyObject* write_appdata(PyObject* transport, tls_session_object* t, PyObject* li
                                    2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
 }
 
-// Encrypts one piece (the fast path); false with the error handled or pending.
+// Encrypts one piece (the fast path) into `records`, or into the write BIO when something
+// already waits there; false with the error handled or pending.
 bool encrypt(tls_session_object* t, PyObject* data, bool& handled) noexcept {
   Py_buffer view;
   if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
@@ -233,7 +298,10 @@ bool encrypt(tls_session_object* t, PyObject* data, bool& handled) noexcept {
     handled = ssl_failed(t, ssl_protocol_error);
     return false;
   }
-  tls_result r = t->session.write(static_cast<const char*>(view.buf), static_cast<std::size_t>(view.len));
+  const char* bytes = static_cast<const char*>(view.buf);
+  const auto size = static_cast<std::size_t>(view.len);
+  tls_result r = t->session.output_pending() == 0 ? t->session.write_to(bytes, size, records)
+                                                  : t->session.write(bytes, size);
   PyBuffer_Release(&view);
   if (r.status == tls_status::ok) return true;
   set_tls_error(r);
@@ -259,6 +327,7 @@ PyObject* tls_transport_write(PyObject* transport, PyObject* data) {
     return write_appdata(transport, t, one.ptr());
   }
   nb::object keep = nb::borrow(reinterpret_cast<PyObject*>(t));
+  records_scope scope;
   bool handled = false;
   if (!encrypt(t, data, handled)) return handled ? Py_NewRef(Py_None) : nullptr;
   if (!flush_output(t) && !ssl_failed(t, ssl_protocol_error)) return nullptr;
@@ -272,16 +341,13 @@ PyObject* tls_transport_writelines(PyObject* transport, PyObject* list_of_data) 
   nb::object items = nb::steal(PySequence_Fast(list_of_data, "can only join an iterable"));
   if (!items.is_valid()) return nullptr;
   nb::object keep = nb::borrow(reinterpret_cast<PyObject*>(t));
+  records_scope scope;
   const Py_ssize_t count = PySequence_Fast_GET_SIZE(items.ptr());
   PyObject** item = PySequence_Fast_ITEMS(items.ptr());
   for (Py_ssize_t i = 0; i < count; ++i) {
     bool handled = false;
-    if (!t->write_fast) {
-      // A failure above changed the state: the rest goes where asyncio sends it.
-      nb::object rest = nb::steal(PyList_GetSlice(items.ptr(), i, count));
-      if (!rest.is_valid()) return nullptr;
-      return write_appdata(transport, t, rest.ptr());
-    }
+    // On a failure the connection is closed by _fatal_error and the records of the pieces
+    // before are dropped: asyncio's _do_write never hands them to the transport either.
     if (!encrypt(t, item[i], handled)) return handled ? Py_NewRef(Py_None) : nullptr;
   }
   if (!flush_output(t) && !ssl_failed(t, ssl_protocol_error)) return nullptr;

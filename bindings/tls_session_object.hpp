@@ -38,6 +38,8 @@ bool tls_data_received(stream_io_object* io, const char* data, std::size_t size)
 // One write to the StreamIO's writer with asyncio's checks (write_eof, sendfile, a lost
 // connection): what SocketTransport.write(data) does (bind_stream_write.cpp).
 PyObject* stream_io_write(stream_io_object* io, PyObject* data) noexcept;
+// The same for `size` bytes at `data`, valid during the call (copied if they must wait).
+PyObject* stream_io_write_raw(stream_io_object* io, const char* data, std::size_t size) noexcept;
 
 void export_tls_session(nb::module_& m);
 

@@ -96,8 +96,61 @@ def server(args):
     srv.close()
     loop.run_until_complete(srv.wait_closed())
     loop.close()
-    print(f"{args.loop:15s} size={args.size:6d} rtt/s={n / args.duration:9.0f} "
-          f"server_cpu_us/rt={cpu / n * 1e6:7.1f}")
+    print(f"{args.loop:15s} size={args.size} rtt/s={n / args.duration:.0f} "
+          f"server_cpu_us/rt={cpu / n * 1e6:.1f}")
+
+
+class PingPong(asyncio.Protocol):
+    """Client of the in-loop mode: sends `size` bytes, waits for them back, again."""
+
+    def __init__(self, size, counter):
+        self.size, self.counter, self.got = size, counter, 0
+        self.payload = b"x" * size
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.payload)
+
+    def data_received(self, data):
+        self.got += len(data)
+        if self.got >= self.size:
+            self.got -= self.size
+            self.counter[0] += 1
+            self.transport.write(self.payload)
+
+
+def in_loop(args):
+    """Both sides on the loop under test, --conns connections: round trips per second of the
+    whole process (the loop's CPU is the bottleneck)."""
+    ca = trustme.CA()
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(sctx)
+    cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(cctx)
+    loop = make_loop(args.loop)
+    counter = [0]
+
+    async def main():
+        srv = await loop.create_server(Echo, "127.0.0.1", 0, ssl=sctx)
+        port = srv.sockets[0].getsockname()[1]
+        conns = [await loop.create_connection(lambda: PingPong(args.size, counter), "127.0.0.1",
+                                              port, ssl=cctx, server_hostname="localhost")
+                 for _ in range(args.conns)]
+        await asyncio.sleep(0.3)  # warm up
+        start, t0 = counter[0], os.times()
+        await asyncio.sleep(args.duration)
+        done, t1 = counter[0] - start, os.times()
+        for transport, _ in conns:
+            transport.abort()
+        srv.close()
+        await asyncio.sleep(0.1)
+        cpu = (t1.user - t0.user) + (t1.system - t0.system)
+        return done, cpu
+
+    n, cpu = loop.run_until_complete(main())
+    loop.close()
+    print(f"{args.loop:15s} size={args.size} rtt/s={n / args.duration:.0f} "
+          f"server_cpu_us/rt={cpu / n * 1e6:.1f}")
 
 
 def table(args):
@@ -109,7 +162,8 @@ def table(args):
         for size in sizes:
             for name in loops:
                 out = subprocess.run([sys.executable, __file__, "--loop", name, "--size",
-                                      str(size), "--duration", str(args.duration)],
+                                      str(size), "--duration", str(args.duration)]
+                                     + (["--conns", str(args.conns)] if args.conns else []),
                                      capture_output=True, text=True)
                 fields = dict(f.split("=") for f in out.stdout.split()[1:] if "=" in f)
                 if "rtt/s" not in fields:
@@ -117,10 +171,12 @@ def table(args):
                     continue
                 results.setdefault((name, size), []).append(
                     (float(fields["rtt/s"]), float(fields["server_cpu_us/rt"])))
-    print(f"{'loop':16s} {'size':>6s} {'rtt/s':>8s} {'cpu us/rt':>10s} {'cpu vs pyloop':>14s}")
+    print(f"{'loop':16s} {'size':>6s} {'rtt/s':>8s} {'cpu us/rt':>10s} {'cpu vs pyloop':>14s}"
+          f" {'rtt/s pyloop/x':>15s}")
     for size in sizes:
         base = results.get(("pyloop", size))
         base_cpu = statistics.median(c for _, c in base) if base else None
+        base_rtt = statistics.median(r for r, _ in base) if base else None
         for name in loops:
             runs = results.get((name, size))
             if not runs:
@@ -128,7 +184,8 @@ def table(args):
             rtt = statistics.median(r for r, _ in runs)
             cpu = statistics.median(c for _, c in runs)
             ratio = f"{cpu / base_cpu:.2f}x" if base_cpu else "-"
-            print(f"{name:16s} {size:6d} {rtt:8.0f} {cpu:10.1f} {ratio:>14s}")
+            speed = f"{base_rtt / rtt:.2f}x" if base_rtt else "-"
+            print(f"{name:16s} {size:6d} {rtt:8.0f} {cpu:10.1f} {ratio:>14s} {speed:>15s}")
 
 
 if __name__ == "__main__":
@@ -142,5 +199,13 @@ if __name__ == "__main__":
     p.add_argument("--loops", help="comma-separated: run all, interleaved, print medians")
     p.add_argument("--sizes", default="1024,65536")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--conns", type=int, default=0,
+                   help="run client and server on the loop under test, with this many "
+                        "connections (default: one connection, client in a child process)")
     a = p.parse_args()
-    table(a) if a.loops else server(a)
+    if a.loops:
+        table(a)
+    elif a.conns:
+        in_loop(a)
+    else:
+        server(a)

@@ -17,6 +17,61 @@ constexpr std::size_t max_call = INT_MAX;
 
 int clamp(std::size_t size) noexcept { return static_cast<int>(size < max_call ? size : max_call); }
 
+// The write sink: a BIO whose writes append to the std::vector<char> in its data pointer.
+int sink_write(BIO* bio, const char* data, int size) {
+  auto* out = static_cast<std::vector<char>*>(BIO_get_data(bio));
+  try {
+    out->insert(out->end(), data, data + size);
+  } catch (...) {
+    return -1;  // no memory: SSL_write fails with SSL_ERROR_SYSCALL
+  }
+  return size;
+}
+
+long sink_ctrl(BIO*, int cmd, long, void*) {
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;  // nothing is buffered; every other request: no
+}
+
+const BIO_METHOD* sink_method() noexcept {
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "pyloop sink");
+    if (m != nullptr) {
+      BIO_meth_set_write(m, sink_write);
+      BIO_meth_set_ctrl(m, sink_ctrl);
+    }
+    return m;
+  }();
+  return method;
+}
+
+// Puts `temporary` in place of the SSL object's read or write BIO for one scope, and the
+// original back at its end. The original's reference count is raised first, as
+// SSL_set0_rbio/wbio release the BIO they replace; putting it back hands that reference to
+// the SSL object again and frees the temporary one.
+class bio_swap {
+ public:
+  bio_swap(SSL* ssl, BIO* temporary, bool read) noexcept
+      : ssl_(ssl), read_(read), original_(read ? SSL_get_rbio(ssl) : SSL_get_wbio(ssl)) {
+    BIO_up_ref(original_);
+    set(temporary);
+  }
+  ~bio_swap() { set(original_); }
+  bio_swap(const bio_swap&) = delete;
+  bio_swap& operator=(const bio_swap&) = delete;
+
+ private:
+  void set(BIO* bio) noexcept {
+    if (read_) {
+      SSL_set0_rbio(ssl_, bio);
+    } else {
+      SSL_set0_wbio(ssl_, bio);
+    }
+  }
+  SSL* ssl_;
+  bool read_;
+  BIO* original_;
+};
+
 }  // namespace
 
 bool tls_session::feed(const char* data, std::size_t size) noexcept {
@@ -79,6 +134,35 @@ tls_result tls_session::write(const char* data, std::size_t size) noexcept {
     done += static_cast<std::size_t>(n);
   }
   return tls_result{done, tls_status::ok, 0, 0};
+}
+
+tls_result tls_session::read_from(const char* data, std::size_t size, char* out,
+                                  std::size_t capacity, std::size_t& consumed) noexcept {
+  consumed = 0;
+  BIO* view = BIO_new_mem_buf(data, clamp(size));
+  if (view == nullptr) {
+    if (!feed(data, size)) return tls_result{0, tls_status::failed, SSL_ERROR_SYSCALL, 0};
+    consumed = size;
+    return read(out, capacity);
+  }
+  BIO_set_mem_eof_return(view, -1);  // empty means "want read", as in the real read BIO
+  tls_result r;
+  {
+    bio_swap swap(ssl_, view, true);
+    r = read(out, capacity);
+    consumed = size - BIO_ctrl_pending(view);
+  }  // the view is freed here: it only borrowed `data`
+  return r;
+}
+
+tls_result tls_session::write_to(const char* data, std::size_t size, std::vector<char>& out) noexcept {
+  const BIO_METHOD* method = sink_method();
+  BIO* sink = method != nullptr ? BIO_new(method) : nullptr;
+  if (sink == nullptr) return write(data, size);  // the write BIO then holds the records
+  BIO_set_data(sink, &out);
+  BIO_set_init(sink, 1);
+  bio_swap swap(ssl_, sink, false);
+  return write(data, size);
 }
 
 std::size_t tls_session::output_pending() const noexcept {

@@ -199,6 +199,52 @@ TEST_F(tls_pair, corrupt_record_fails_with_the_library_error) {
   EXPECT_GT(reader.output_pending(), 0u);  // the fatal alert for the peer
 }
 
+TEST_F(tls_pair, write_to_and_read_from_skip_the_bios) {
+  tls_session writer(client), reader(server);
+  std::vector<char> wire;
+  std::string text(40000, 'q');
+  tls_result w = writer.write_to(text.data(), text.size(), wire);
+  EXPECT_EQ(w.status, tls_status::ok);
+  EXPECT_EQ(w.size, text.size());
+  EXPECT_EQ(writer.output_pending(), 0u);  // the records went to `wire`, not the BIO
+  ASSERT_GT(wire.size(), text.size());
+  // Half of the records now, straight from the buffer; the SSL object's BIOs stay in place.
+  BIO* rbio = SSL_get_rbio(server);
+  std::vector<char> out(64 * 1024);
+  std::size_t consumed = 0;
+  const std::size_t half = wire.size() / 2;
+  tls_result r = reader.read_from(wire.data(), half, out.data(), out.size(), consumed);
+  EXPECT_EQ(SSL_get_rbio(server), rbio);
+  EXPECT_EQ(r.status, tls_status::want_read);
+  EXPECT_LE(consumed, half);
+  std::string got(out.data(), r.size);
+  // The rest through the BIO, as a caller feeds what read_from did not take.
+  reader.feed(wire.data() + consumed, wire.size() - consumed);
+  r = reader.read(out.data(), out.size());
+  got.append(out.data(), r.size);
+  EXPECT_EQ(r.status, tls_status::want_read);
+  EXPECT_EQ(got, text);
+  // And the BIOs still work both ways afterwards.
+  EXPECT_EQ(send(server, client, "after"), "after");
+  EXPECT_EQ(send(client, server, "again"), "again");
+}
+
+TEST_F(tls_pair, read_from_stops_when_the_buffer_is_full) {
+  tls_session writer(client), reader(server);
+  std::vector<char> wire;
+  writer.write_to("0123456789", 10, wire);
+  writer.write_to("abcdefghij", 10, wire);
+  char out[4];
+  std::size_t consumed = 0;
+  tls_result r = reader.read_from(wire.data(), wire.size(), out, sizeof out, consumed);
+  EXPECT_EQ(r.status, tls_status::ok);
+  EXPECT_EQ(std::string(out, 4), "0123");
+  reader.feed(wire.data() + consumed, wire.size() - consumed);
+  char rest[32];
+  r = reader.read(rest, sizeof rest);
+  EXPECT_EQ(std::string(rest, r.size), "456789abcdefghij");
+}
+
 TEST_F(tls_pair, session_checks_recognize_their_owner) {
   int marker = 0;
   SSL_set_app_data(server, &marker);

@@ -113,7 +113,12 @@ def test_writelines_with_a_non_buffer_is_a_fatal_error(loop, certs, expect_excep
         transport, proto = await tls_client(loop, client_ctx, port)
         transport.write(b"ok")
         await proto.wait_bytes(2)
+        other, other_proto = await tls_client(loop, client_ctx, port)
         transport.writelines([b"fine", "not bytes"])  # no raise: the connection fails
+        other.write(b"unaffected")  # nothing of the failed call reaches another connection
+        assert await other_proto.wait_bytes(10) == b"unaffected"
+        other.close()
+        await other_proto.lost
         exc = await proto.lost
         await asyncio.sleep(0.05)
         await stop(server)

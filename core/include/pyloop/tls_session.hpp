@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 struct ssl_st;  // OpenSSL's SSL (openssl/ssl.h); only tls_session.cpp includes OpenSSL
 
@@ -42,6 +43,17 @@ class tls_session {
   tls_result read(char* out, std::size_t capacity) noexcept;
   // Encrypts all of `data` into the write BIO (a memory BIO never refuses).
   tls_result write(const char* data, std::size_t size) noexcept;
+
+  // The same two without the BIOs' memory, for the common case where nothing waits in them
+  // (input_pending() == 0, output_pending() == 0; otherwise use feed/read, write/take_output):
+  // read_from decrypts straight from `data` (a read-only view put in place of the read BIO
+  // for the call) and says in `consumed` how much of it the SSL object took; the caller
+  // feeds the rest. write_to appends the records to `out` (a sink put in place of the write
+  // BIO for the call). A memory BIO write clears, then copies, every byte, and its read
+  // copies it again: these save two or three passes over each byte.
+  tls_result read_from(const char* data, std::size_t size, char* out, std::size_t capacity,
+                       std::size_t& consumed) noexcept;
+  tls_result write_to(const char* data, std::size_t size, std::vector<char>& out) noexcept;
 
   // Ciphertext waiting in the write BIO, and moving it out (returns the bytes moved).
   std::size_t output_pending() const noexcept;
