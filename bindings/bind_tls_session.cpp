@@ -291,7 +291,7 @@ PyObject* write_appdata(PyObject* transport, tls_session_object* t, PyObject* li
 
 // Encrypts one piece (the fast path) into `records`, or into the write BIO when something
 // already waits there; false with the error handled or pending.
-bool encrypt(tls_session_object* t, PyObject* data, bool& handled) noexcept {
+bool encrypt(tls_session_object* t, PyObject* data, bool& handled, nb::object& rest) noexcept {
   Py_buffer view;
   if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
     // asyncio's SSLObject.write() fails inside _write_appdata's try: a fatal error, not a raise.
@@ -302,11 +302,26 @@ bool encrypt(tls_session_object* t, PyObject* data, bool& handled) noexcept {
   const auto size = static_cast<std::size_t>(view.len);
   tls_result r = t->session.output_pending() == 0 ? t->session.write_to(bytes, size, records)
                                                   : t->session.write(bytes, size);
+  if (r.status == tls_status::want_read) {
+    // The SSL object needs the peer first (a TLS 1.2 renegotiation): what it did not take
+    // goes to SSLProtocol's backlog, as _do_write keeps it on SSLWantReadError.
+    rest = nb::steal(PyBytes_FromStringAndSize(bytes + r.size, static_cast<Py_ssize_t>(size - r.size)));
+    PyBuffer_Release(&view);
+    if (!rest.is_valid()) return false;
+    return true;
+  }
   PyBuffer_Release(&view);
   if (r.status == tls_status::ok) return true;
   set_tls_error(r);
   handled = ssl_failed(t, ssl_protocol_error);
   return false;
+}
+
+// After a write the SSL object could not finish: the records go out, then the rest (the
+// unwritten tail and the pieces after it) to SSLProtocol._write_appdata.
+PyObject* finish_with_backlog(PyObject* transport, tls_session_object* t, nb::object rest) {
+  if (!flush_output(t) && !ssl_failed(t, ssl_protocol_error)) return nullptr;
+  return write_appdata(transport, t, rest.ptr());
 }
 
 // _SSLTransport.write(data)
@@ -329,7 +344,13 @@ PyObject* tls_transport_write(PyObject* transport, PyObject* data) {
   nb::object keep = nb::borrow(reinterpret_cast<PyObject*>(t));
   records_scope scope;
   bool handled = false;
-  if (!encrypt(t, data, handled)) return handled ? Py_NewRef(Py_None) : nullptr;
+  nb::object rest;
+  if (!encrypt(t, data, handled, rest)) return handled ? Py_NewRef(Py_None) : nullptr;
+  if (rest.is_valid()) {
+    nb::object pieces = nb::steal(PyTuple_Pack(1, rest.ptr()));
+    if (!pieces.is_valid()) return nullptr;
+    return finish_with_backlog(transport, t, std::move(pieces));
+  }
   if (!flush_output(t) && !ssl_failed(t, ssl_protocol_error)) return nullptr;
   Py_RETURN_NONE;
 }
@@ -348,7 +369,15 @@ PyObject* tls_transport_writelines(PyObject* transport, PyObject* list_of_data) 
     bool handled = false;
     // On a failure the connection is closed by _fatal_error and the records of the pieces
     // before are dropped: asyncio's _do_write never hands them to the transport either.
-    if (!encrypt(t, item[i], handled)) return handled ? Py_NewRef(Py_None) : nullptr;
+    nb::object rest;
+    if (!encrypt(t, item[i], handled, rest)) return handled ? Py_NewRef(Py_None) : nullptr;
+    if (rest.is_valid()) {
+      nb::object pieces = nb::steal(PyList_New(count - i));
+      if (!pieces.is_valid()) return nullptr;
+      PyList_SET_ITEM(pieces.ptr(), 0, rest.release().ptr());
+      for (Py_ssize_t j = i + 1; j < count; ++j) PyList_SET_ITEM(pieces.ptr(), j - i, Py_NewRef(item[j]));
+      return finish_with_backlog(transport, t, std::move(pieces));
+    }
   }
   if (!flush_output(t) && !ssl_failed(t, ssl_protocol_error)) return nullptr;
   Py_RETURN_NONE;
