@@ -80,10 +80,15 @@ constexpr std::size_t max_record = 16 * 1024;  // TLS's largest plaintext record
 // They belong to the connection of the write() or writelines() running: records_scope
 // leaves the buffer empty whatever way the call ends, so nothing reaches another connection.
 thread_local std::vector<char> records;
+constexpr std::size_t max_kept_records = 1 << 20;  // capacity kept between writes
 
 struct records_scope {
   records_scope() noexcept { records.clear(); }
-  ~records_scope() { records.clear(); }
+  ~records_scope() {
+    records.clear();
+    // One huge write must not pin its size for the thread's lifetime.
+    if (records.capacity() > max_kept_records) std::vector<char>().swap(records);
+  }
   records_scope(const records_scope&) = delete;
   records_scope& operator=(const records_scope&) = delete;
 };
