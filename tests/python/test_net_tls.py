@@ -45,6 +45,27 @@ def test_echo_sizes(loop, certs, size):
     run(loop, main(), LONG)
 
 
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+def test_protocol_versions(loop, certs, version):
+    server_ctx, client_ctx = certs
+    pinned = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    pinned.load_verify_locations(cadata=client_ctx.get_ca_certs(binary_form=True)[0])
+    pinned.maximum_version = pinned.minimum_version = getattr(ssl.TLSVersion, version)
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, pinned, port)
+        assert transport.get_extra_info("ssl_object").version() == version.replace("_", ".")
+        data = payload(200_000)
+        transport.write(data)
+        assert await proto.wait_bytes(len(data)) == data
+        transport.close()
+        assert await proto.lost is None
+        await stop(server)
+
+    run(loop, main(), LONG)
+
+
 def test_many_round_trips_and_writelines(loop, certs):
     server_ctx, client_ctx = certs
 
