@@ -7,9 +7,9 @@
 // - reading: the StreamIO appends the ciphertext it read to the SSL object's read BIO
 //   (the very BIO of the Python ssl.MemoryBIO), then, while `read_fast`, SSL_read decrypts
 //   straight into a `bytes` for data_received, or into get_buffer()'s memory;
-// - writing: the application transport's write() (installed on its class, as the stream
-//   transport's is) encrypts with SSL_write, and the records go to the StreamIO's writer,
-//   which coalesces them per loop turn like any other write.
+// - writing (bind_tls_write.cpp): the application transport's write() encrypts with
+//   SSL_write, and the records go to the StreamIO's writer, which coalesces them per loop
+//   turn like any other write.
 // When the flags are down (handshake, a paused side, a backlog, shutdown) the same calls go
 // to SSLProtocol's own methods: _tls_input after the ciphertext was appended, _write_appdata.
 // Reaching the SSL object: _ssl._SSLSocket keeps `SSL *ssl` after PyObject_HEAD and one
@@ -21,11 +21,8 @@
 
 #include <cstring>
 #include <new>
-#include <vector>
 
 #include "module_state.hpp"
-
-#include <structmember.h>  // after Python.h: PyMemberDef of the `_tls` slot
 
 namespace pyloop::bindings {
 namespace {
@@ -50,9 +47,9 @@ bool type_is(PyTypeObject* type, const char* name) noexcept {
 
 nb::object str(const char* s) { return nb::steal(PyUnicode_InternFromString(s)); }
 
-// Calls ssl_protocol.<name>(*args): its slow paths.
-bool call_ssl_protocol(tls_session_object* t, PyObject* name, PyObject* a = nullptr,
-                       PyObject* b = nullptr) noexcept {
+}  // namespace
+
+bool call_ssl_protocol(tls_session_object* t, PyObject* name, PyObject* a, PyObject* b) noexcept {
   if (!t->ssl_protocol.is_valid()) return true;
   nb::object protocol = t->ssl_protocol;
   PyObject* argv[] = {protocol.ptr(), a, b};
@@ -62,8 +59,6 @@ bool call_ssl_protocol(tls_session_object* t, PyObject* name, PyObject* a = null
   return done.is_valid();
 }
 
-// An error inside the data phase: as SSLProtocol._do_read and _write_appdata do, anything but
-// SystemExit and KeyboardInterrupt goes to its _fatal_error with `message`.
 bool ssl_failed(tls_session_object* t, const char* message) noexcept {
   if (exiting_exception_pending()) return false;
   nb::object exc = take_exception();
@@ -72,29 +67,6 @@ bool ssl_failed(tls_session_object* t, const char* message) noexcept {
   return call_ssl_protocol(t, state().str_fatal_error.ptr(), exc.ptr(), text.ptr());
 }
 
-constexpr const char* ssl_protocol_error = "Fatal error on SSL protocol";
-constexpr std::size_t max_record = 16 * 1024;  // TLS's largest plaintext record
-
-// Records encrypted by write_to, waiting to be handed to the StreamIO's writer (which copies
-// what it cannot send at once). One per thread: a loop and its sessions live on one thread.
-// They belong to the connection of the write() or writelines() running: records_scope
-// leaves the buffer empty whatever way the call ends, so nothing reaches another connection.
-thread_local std::vector<char> records;
-constexpr std::size_t max_kept_records = 1 << 20;  // capacity kept between writes
-
-struct records_scope {
-  records_scope() noexcept { records.clear(); }
-  ~records_scope() {
-    records.clear();
-    // One huge write must not pin its size for the thread's lifetime.
-    if (records.capacity() > max_kept_records) std::vector<char>().swap(records);
-  }
-  records_scope(const records_scope&) = delete;
-  records_scope& operator=(const records_scope&) = delete;
-};
-
-// Sets the ssl.SSLError the ssl module would raise for `r` (built by _tls.ssl_error from the
-// SSL_get_error code, the error code and its reason's text).
 void set_tls_error(const tls_result& r) noexcept {
   module_state& s = state();
   nb::object args = nb::steal(
@@ -105,33 +77,9 @@ void set_tls_error(const tls_result& r) noexcept {
   PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
 }
 
-// Sends the records encrypted by write_to, then what the SSL object wrote to its write BIO
-// (one `bytes`, queued by reference).
-bool flush_output(tls_session_object* t) noexcept {
-  if (!records.empty()) {
-    std::vector<char> out;
-    out.swap(records);  // records is empty again whatever the writer's events do
-    bool sent = true;
-    if (t->io.is_valid()) {
-      nb::object io = t->io;
-      nb::object done = nb::steal(stream_io_write_raw(as_stream_io(io.ptr()), out.data(), out.size()));
-      sent = done.is_valid();
-    }
-    out.clear();
-    out.swap(records);  // keeps the capacity for the next write
-    if (!sent) return false;
-  }
-  const std::size_t pending = t->session.output_pending();
-  if (pending == 0 || !t->io.is_valid()) return true;
-  PyObject* raw = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(pending));
-  if (raw == nullptr) return false;
-  const std::size_t n = t->session.take_output(PyBytes_AS_STRING(raw), pending);
-  if (n != pending && _PyBytes_Resize(&raw, static_cast<Py_ssize_t>(n)) < 0) return false;
-  nb::object bytes = nb::steal(raw);
-  nb::object io = t->io;
-  nb::object done = nb::steal(stream_io_write(as_stream_io(io.ptr()), bytes.ptr()));
-  return done.is_valid();
-}
+namespace {
+
+constexpr std::size_t max_record = 16 * 1024;  // TLS's largest plaintext record
 
 // One call to the application protocol's method with one argument.
 bool call_app(tls_session_object* t, PyObject* name, PyObject* arg) noexcept {
@@ -170,32 +118,50 @@ tls_result read_copied(tls_session_object* t, bool& ok) noexcept {
 
 // Decrypts into the application's get_buffer() memory, then buffer_updated (as
 // SSLProtocol._do_read__buffered, whose size hint is the ciphertext waiting).
-tls_result read_buffered(tls_session_object* t, bool& ok) noexcept {
-  if (t->session.input_pending() + t->session.plaintext_pending() == 0) {
+// With `data` (the first read when nothing waits in the read BIO), the records are decrypted
+// straight from the bytes just received and what the SSL object did not take is fed, also
+// when get_buffer fails (the bytes are never lost).
+tls_result read_buffered(tls_session_object* t, bool& ok, const char* data = nullptr,
+                         std::size_t size = 0) noexcept {
+  if (data == nullptr && t->session.input_pending() + t->session.plaintext_pending() == 0) {
     return tls_result{0, tls_status::want_read, 0, 0};
   }
-  module_state& s = state();
-  nb::object hint = nb::steal(PyLong_FromSize_t(t->session.input_pending()));
-  if (!hint.is_valid()) {
+  auto fail = [&]() -> tls_result {
+    if (data != nullptr && !t->session.feed(data, size)) {
+      PyErr_Clear();  // the failure already pending is the one to report
+    }
     ok = false;
     return {};
-  }
+  };
+  module_state& s = state();
+  nb::object hint = nb::steal(PyLong_FromSize_t(data != nullptr ? size : t->session.input_pending()));
+  if (!hint.is_valid()) return fail();
   nb::object protocol = t->app_protocol;
   PyObject* argv[] = {protocol.ptr(), hint.ptr()};
   nb::object buffer = nb::steal(PyObject_VectorcallMethod(
       s.str_get_buffer.ptr(), argv, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
   Py_buffer view;
-  if (!buffer.is_valid() || PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_WRITABLE) < 0) {
-    ok = false;
-    return {};
-  }
+  if (!buffer.is_valid() || PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_WRITABLE) < 0) return fail();
   if (view.len == 0) {
     PyBuffer_Release(&view);
     PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
-    ok = false;
-    return {};
+    return fail();
   }
-  tls_result r = t->session.read(static_cast<char*>(view.buf), static_cast<std::size_t>(view.len));
+  char* into = static_cast<char*>(view.buf);
+  const auto capacity = static_cast<std::size_t>(view.len);
+  tls_result r;
+  if (data != nullptr) {
+    std::size_t consumed = 0;
+    r = t->session.read_from(data, size, into, capacity, consumed);
+    if (consumed < size && !t->session.feed(data + consumed, size - consumed)) {
+      PyBuffer_Release(&view);
+      PyErr_NoMemory();
+      ok = false;
+      return r;
+    }
+  } else {
+    r = t->session.read(into, capacity);
+  }
   PyBuffer_Release(&view);
   if (r.size > 0) {
     nb::object count = nb::steal(PyLong_FromSize_t(r.size));
@@ -242,7 +208,7 @@ bool tls_data_received(stream_io_object* io, const char* data, std::size_t size)
   tls_session_object* t = as_tls(keep.ptr());
   module_state& s = state();
   // The common case: records straight from the received bytes (nothing waits in the BIO).
-  const bool direct = t->read_fast && !t->app_buffered && t->session.input_pending() == 0;
+  const bool direct = t->read_fast && t->session.input_pending() == 0;
   if (!direct && !t->session.feed(data, size)) {
     PyErr_NoMemory();
     return ssl_failed(t, ssl_protocol_error);
@@ -251,8 +217,8 @@ bool tls_data_received(stream_io_object* io, const char* data, std::size_t size)
   bool first = direct;
   while (t->read_fast) {
     bool ok = true;
-    tls_result r = first ? read_copied_direct(t, data, size, ok)
-                   : t->app_buffered ? read_buffered(t, ok) : read_copied(t, ok);
+    tls_result r = t->app_buffered ? (first ? read_buffered(t, ok, data, size) : read_buffered(t, ok))
+                   : first ? read_copied_direct(t, data, size, ok) : read_copied(t, ok);
     first = false;
     if (!ok) return ssl_failed(t, ssl_protocol_error);
     if (r.status == tls_status::ok) continue;  // the buffer filled up: read on
@@ -272,145 +238,6 @@ bool tls_data_received(stream_io_object* io, const char* data, std::size_t size)
 }
 
 namespace {
-
-// -- the application transport's write() and writelines() ---------------------------------
-
-tls_session_object* session_of(PyObject* transport) noexcept {
-  module_state& s = state();
-  PyObject* slot = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(transport) + s.tls_slot_offset);
-  if (slot == nullptr || !PyObject_TypeCheck(slot, s.tls_session_type)) return nullptr;
-  return as_tls(slot);
-}
-
-// The slow path: SSLProtocol._write_appdata(list_of_data), as asyncio's transport calls it.
-PyObject* write_appdata(PyObject* transport, tls_session_object* t, PyObject* list_of_data) {
-  module_state& s = state();
-  nb::object protocol = t != nullptr && t->ssl_protocol.is_valid()
-                            ? t->ssl_protocol
-                            : nb::steal(PyObject_GetAttr(transport, s.str_ssl_protocol.ptr()));
-  if (!protocol.is_valid()) return nullptr;
-  PyObject* argv[] = {protocol.ptr(), list_of_data};
-  return PyObject_VectorcallMethod(s.str_write_appdata.ptr(), argv,
-                                   2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
-}
-
-// Encrypts one piece (the fast path) into `records`, or into the write BIO when something
-// already waits there; false with the error handled or pending.
-bool encrypt(tls_session_object* t, PyObject* data, bool& handled, nb::object& rest) noexcept {
-  Py_buffer view;
-  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-    // asyncio's SSLObject.write() fails inside _write_appdata's try: a fatal error, not a raise.
-    handled = ssl_failed(t, ssl_protocol_error);
-    return false;
-  }
-  const char* bytes = static_cast<const char*>(view.buf);
-  const auto size = static_cast<std::size_t>(view.len);
-  tls_result r = t->session.output_pending() == 0 ? t->session.write_to(bytes, size, records)
-                                                  : t->session.write(bytes, size);
-  if (r.status == tls_status::want_read) {
-    // The SSL object needs the peer first (a TLS 1.2 renegotiation): what it did not take
-    // goes to SSLProtocol's backlog, as _do_write keeps it on SSLWantReadError.
-    rest = nb::steal(PyBytes_FromStringAndSize(bytes + r.size, static_cast<Py_ssize_t>(size - r.size)));
-    PyBuffer_Release(&view);
-    if (!rest.is_valid()) return false;
-    return true;
-  }
-  PyBuffer_Release(&view);
-  if (r.status == tls_status::ok) return true;
-  set_tls_error(r);
-  handled = ssl_failed(t, ssl_protocol_error);
-  return false;
-}
-
-// After a write the SSL object could not finish: the records go out, then the rest (the
-// unwritten tail and the pieces after it) to SSLProtocol._write_appdata.
-PyObject* finish_with_backlog(PyObject* transport, tls_session_object* t, nb::object rest) {
-  if (!flush_output(t) && !ssl_failed(t, ssl_protocol_error)) return nullptr;
-  return write_appdata(transport, t, rest.ptr());
-}
-
-// _SSLTransport.write(data)
-PyObject* tls_transport_write(PyObject* transport, PyObject* data) {
-  if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
-    PyErr_Format(PyExc_TypeError, "data: expecting a bytes-like instance, got %.200s",
-                 Py_TYPE(data)->tp_name);
-    return nullptr;
-  }
-  const Py_ssize_t size = PyBytes_Check(data) ? PyBytes_GET_SIZE(data)
-                          : PyByteArray_Check(data) ? PyByteArray_GET_SIZE(data)
-                                                    : PyMemoryView_GET_BUFFER(data)->len;
-  if (size == 0) Py_RETURN_NONE;
-  tls_session_object* t = session_of(transport);
-  if (t == nullptr || !t->write_fast) {
-    nb::object one = nb::steal(PyTuple_Pack(1, data));
-    if (!one.is_valid()) return nullptr;
-    return write_appdata(transport, t, one.ptr());
-  }
-  nb::object keep = nb::borrow(reinterpret_cast<PyObject*>(t));
-  records_scope scope;
-  bool handled = false;
-  nb::object rest;
-  if (!encrypt(t, data, handled, rest)) return handled ? Py_NewRef(Py_None) : nullptr;
-  if (rest.is_valid()) {
-    nb::object pieces = nb::steal(PyTuple_Pack(1, rest.ptr()));
-    if (!pieces.is_valid()) return nullptr;
-    return finish_with_backlog(transport, t, std::move(pieces));
-  }
-  if (!flush_output(t) && !ssl_failed(t, ssl_protocol_error)) return nullptr;
-  Py_RETURN_NONE;
-}
-
-// _SSLTransport.writelines(list_of_data)
-PyObject* tls_transport_writelines(PyObject* transport, PyObject* list_of_data) {
-  tls_session_object* t = session_of(transport);
-  if (t == nullptr || !t->write_fast) return write_appdata(transport, t, list_of_data);
-  nb::object items = nb::steal(PySequence_Fast(list_of_data, "can only join an iterable"));
-  if (!items.is_valid()) return nullptr;
-  nb::object keep = nb::borrow(reinterpret_cast<PyObject*>(t));
-  records_scope scope;
-  const Py_ssize_t count = PySequence_Fast_GET_SIZE(items.ptr());
-  PyObject** item = PySequence_Fast_ITEMS(items.ptr());
-  for (Py_ssize_t i = 0; i < count; ++i) {
-    bool handled = false;
-    // On a failure the connection is closed by _fatal_error and the records of the pieces
-    // before are dropped: asyncio's _do_write never hands them to the transport either.
-    nb::object rest;
-    if (!encrypt(t, item[i], handled, rest)) return handled ? Py_NewRef(Py_None) : nullptr;
-    if (rest.is_valid()) {
-      nb::object pieces = nb::steal(PyList_New(count - i));
-      if (!pieces.is_valid()) return nullptr;
-      PyList_SET_ITEM(pieces.ptr(), 0, rest.release().ptr());
-      for (Py_ssize_t j = i + 1; j < count; ++j) PyList_SET_ITEM(pieces.ptr(), j - i, Py_NewRef(item[j]));
-      return finish_with_backlog(transport, t, std::move(pieces));
-    }
-  }
-  if (!flush_output(t) && !ssl_failed(t, ssl_protocol_error)) return nullptr;
-  Py_RETURN_NONE;
-}
-
-PyMethodDef tls_write_def = {"write", guarded<tls_transport_write>::call, METH_O,
-                             "write(data)\n--\n\nEncrypt data for the peer."};
-PyMethodDef tls_writelines_def = {"writelines", guarded<tls_transport_writelines>::call, METH_O,
-                                  "writelines(list_of_data)\n--\n\nEncrypt every piece for the peer."};
-
-// install_tls_methods(cls): cls.write and cls.writelines become the functions above; cls
-// must declare a `_tls` slot holding its TLSSession (or None).
-void install_tls_methods(nb::handle cls) {
-  if (!PyType_Check(cls.ptr())) throw nb::type_error("install_tls_methods() needs a class");
-  nb::object slot = nb::steal(PyObject_GetAttrString(cls.ptr(), "_tls"));
-  if (!slot.is_valid()) throw nb::python_error();
-  if (Py_TYPE(slot.ptr()) != &PyMemberDescr_Type) {
-    throw nb::type_error("install_tls_methods(): `_tls` must be a __slots__ entry");
-  }
-  state().tls_slot_offset = reinterpret_cast<PyMemberDescrObject*>(slot.ptr())->d_member->offset;
-  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
-  for (PyMethodDef* def : {&tls_write_def, &tls_writelines_def}) {
-    nb::object descriptor = nb::steal(PyDescr_NewMethod(type, def));
-    if (!descriptor.is_valid() || PyObject_SetAttrString(cls.ptr(), def->ml_name, descriptor.ptr()) < 0) {
-      throw nb::python_error();
-    }
-  }
-}
 
 // tls_shares_openssl(ssl_module_path, version): the _ssl module at that path resolves
 // SSL_read to this module's libssl, of OpenSSL version `version`.

@@ -41,6 +41,24 @@ PyObject* stream_io_write(stream_io_object* io, PyObject* data) noexcept;
 // The same for `size` bytes at `data`, valid during the call (copied if they must wait).
 PyObject* stream_io_write_raw(stream_io_object* io, const char* data, std::size_t size) noexcept;
 
+// asyncio's message for a failure in the data phase (SSLProtocol._do_read, _write_appdata).
+inline constexpr const char* ssl_protocol_error = "Fatal error on SSL protocol";
+
+// Calls ssl_protocol.<name>(*args), one of its slow paths; true when it returned (or the
+// session is closed), false with its exception set.
+bool call_ssl_protocol(tls_session_object* t, PyObject* name, PyObject* a = nullptr,
+                       PyObject* b = nullptr) noexcept;
+// An error inside the data phase: as SSLProtocol._do_read and _write_appdata do, anything but
+// SystemExit and KeyboardInterrupt goes to its _fatal_error with `message`. True when handled.
+bool ssl_failed(tls_session_object* t, const char* message) noexcept;
+// Sets the ssl.SSLError the ssl module would raise for `r` (built by _tls.ssl_error from the
+// SSL_get_error code, the error code and its reason's text).
+void set_tls_error(const tls_result& r) noexcept;
+// Sends the records the session made: those of write_to, then the write BIO's (bind_tls_write.cpp).
+bool flush_output(tls_session_object* t) noexcept;
+// Makes cls.write and cls.writelines the TLS transport's native ones (bind_tls_write.cpp).
+void install_tls_methods(nb::handle cls);
+
 void export_tls_session(nb::module_& m);
 
 }  // namespace pyloop::bindings
