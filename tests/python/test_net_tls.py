@@ -16,6 +16,7 @@ import pytest
 from net_helpers import Recorder, payload, run
 from tls_helpers import (  # noqa: F401  (certs is a fixture)
     LONG,
+    trustme,
     EchoServer,
     certs,
     only_failed_handshakes,
@@ -235,6 +236,33 @@ def test_extra_info(loop, certs):
             transport.write_eof()
         transport.close()
         await proto.lost
+        await stop(server)
+
+    run(loop, main())
+
+
+def test_alpn_and_client_certificates(loop, certs):
+    ca = trustme.CA()
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.set_alpn_protocols(["h2", "http/1.1"])
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client_ctx)
+    ca.issue_cert("client.example").configure_cert(client_ctx)
+    client_ctx.set_alpn_protocols(["http/1.1"])
+
+    async def main():
+        server, port, registry = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        assert transport.get_extra_info("ssl_object").selected_alpn_protocol() == "http/1.1"
+        transport.write(b"mutual")
+        assert await proto.wait_bytes(6) == b"mutual"
+        peer = registry[0].transport.get_extra_info("peercert")
+        assert ("DNS", "client.example") in peer["subjectAltName"]
+        transport.close()
+        assert await proto.lost is None
         await stop(server)
 
     run(loop, main())
