@@ -5,7 +5,6 @@
 
 import asyncio
 import gc
-import ssl
 
 from net_helpers import Recorder, fd_count, payload, run
 from tls_helpers import (  # noqa: F401  (certs is a fixture)
@@ -186,7 +185,9 @@ def test_abort_mid_transfer(loop, certs):
         assert transport.is_closing()
         assert await proto.lost is None
         exc = await peers[0].lost
-        assert exc is None or isinstance(exc, (ConnectionError, ssl.SSLError))
+        # The aborted side left unread data: its kernel resets the connection, which the
+        # sending peer sees as ConnectionResetError (or BrokenPipeError, by timing).
+        assert isinstance(exc, ConnectionError)
         await stop(server)
 
     run(loop, main(), LONG)
