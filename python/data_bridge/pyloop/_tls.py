@@ -34,7 +34,10 @@ _SHUTDOWN = sslproto.SSLProtocolState.SHUTDOWN
 
 # The native data phase drives the SSL object Python's _ssl module made: only when both use
 # the same libssl (the same library, not another copy of the same version).
-NATIVE_TLS = _pyloop.tls_shares_openssl(_ssl.__file__, ssl.OPENSSL_VERSION_NUMBER)
+# An _ssl built into the interpreter (no file of its own) is not checked: asyncio's path.
+_SSL_MODULE_FILE = getattr(_ssl, "__file__", None)
+NATIVE_TLS = _SSL_MODULE_FILE is not None and _pyloop.tls_shares_openssl(
+    _SSL_MODULE_FILE, ssl.OPENSSL_VERSION_NUMBER)
 
 _ERR_LIB_OFFSET = 23  # OpenSSL 3's ERR_GET_LIB / ERR_GET_REASON split of an error code
 _ERR_REASON_MASK = 0x7FFFFF
