@@ -14,6 +14,7 @@
 #include <new>
 
 #include "module_state.hpp"
+#include "tls_session_object.hpp"
 
 
 namespace pyloop::bindings {
@@ -89,6 +90,7 @@ bool call_protocol(stream_io_object* io, PyObject* name, PyObject* arg) noexcept
 
 bool on_data_received(void* owner, const char* data, std::size_t size) noexcept {
   stream_io_object* io = owner_io(owner);
+  if (io->tls.is_valid()) return tls_data_received(io, data, size);
   nb::object bytes = nb::steal(PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size)));
   if (bytes.is_valid() && call_protocol(io, state().str_data_received.ptr(), bytes.ptr())) {
     return true;
@@ -229,6 +231,7 @@ PyObject* stream_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   new (&io->transport) nb::object(nb::borrow(transport));
   new (&io->protocol) nb::object();
   new (&io->context) nb::object();
+  new (&io->tls) nb::object();
   io->lent = Py_buffer{};
   io->kind = kind;
   new (&io->writer) stream_writer(driver, fd, kind, stream_io_writer_events, self);
@@ -243,6 +246,7 @@ int stream_io_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(io->transport.ptr());
   Py_VISIT(io->protocol.ptr());
   Py_VISIT(io->context.ptr());
+  Py_VISIT(io->tls.ptr());
   return 0;
 }
 
@@ -258,6 +262,7 @@ int stream_io_clear(PyObject* self) {
   clear_ref(io->transport);
   clear_ref(io->protocol);
   clear_ref(io->context);
+  clear_ref(io->tls);
   return 0;  // the loop stays until dealloc: reader and writer use its driver
 }
 
@@ -268,6 +273,7 @@ void stream_io_dealloc(PyObject* self) {
   PyBuffer_Release(&io->lent);
   io->reader.~stream_reader();
   io->writer.~stream_writer();
+  io->tls.~object();
   io->context.~object();
   io->protocol.~object();
   io->transport.~object();
@@ -292,8 +298,25 @@ PyObject* stream_io_start_reading(PyObject* self, PyObject* const* args, Py_ssiz
   if (!context.is_valid()) return nullptr;
   io->protocol = nb::borrow(args[0]);
   io->context = std::move(context);
-  const auto mode = buffered ? stream_reader::mode::into_buffer : stream_reader::mode::copy;
+  // Under TLS the ciphertext is read into the loop's buffer and goes to the TLSSession.
+  const auto mode = buffered && !io->tls.is_valid() ? stream_reader::mode::into_buffer
+                                                    : stream_reader::mode::copy;
   if (std::error_code ec = io->reader.start(mode)) return set_os_error(ec);
+  Py_RETURN_NONE;
+}
+
+// set_tls(session): from now on the bytes read go to the TLSSession (None: to the protocol
+// again, in the mode start_reading chose for it).
+PyObject* stream_io_set_tls(PyObject* self, PyObject* session) {
+  stream_io_object* io = as_stream_io(self);
+  if (session != Py_None && !PyObject_TypeCheck(session, state().tls_session_type)) {
+    PyErr_SetString(PyExc_TypeError, "set_tls() needs a TLSSession or None");
+    return nullptr;
+  }
+  io->tls = session == Py_None ? nb::object() : nb::borrow(session);
+  if (io->reader.reading() && session != Py_None) {
+    if (std::error_code ec = io->reader.start(stream_reader::mode::copy)) return set_os_error(ec);
+  }
   Py_RETURN_NONE;
 }
 
@@ -388,6 +411,7 @@ PyMethodDef stream_io_methods[] = {
     {"start_reading", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<stream_io_start_reading>::call)), METH_FASTCALL,
      "start_reading(protocol, buffered)\n--\n\nRead the descriptor for protocol whenever it is readable."},
     {"stop_reading", guarded<stream_io_stop_reading>::call, METH_NOARGS, "Stop reading."},
+    {"set_tls", guarded<stream_io_set_tls>::call, METH_O, "set_tls(session): bytes read go to a TLSSession (or None)."},
     {"flush", guarded<stream_io_flush>::call, METH_NOARGS, "Send what is queued now; the rest waits for writability."},
     {"buffer_size", guarded<stream_io_buffer_size>::call, METH_NOARGS, "Bytes not yet taken by the kernel, after a flush."},
     {"discard", guarded<stream_io_discard>::call, METH_O, "discard(send_first): drop the queue and stop watching."},

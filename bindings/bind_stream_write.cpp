@@ -11,6 +11,7 @@
 // the Python transport only on its slow paths: errors, flow control, the end of a drain.
 #include "module_state.hpp"
 #include "stream_io_object.hpp"
+#include "tls_session_object.hpp"
 
 #include <structmember.h>  // after Python.h: PyMemberDef of the `_io` slot
 
@@ -191,6 +192,34 @@ PyObject* transport_writelines(PyObject* transport, PyObject* list_of_data) {
   }
   return write_result(io, io->writer.finish_writes(before, send_at_once));
 }
+
+}  // namespace
+
+PyObject* stream_io_write(stream_io_object* io, PyObject* data) noexcept {
+  try {
+    const int admitted = admit_write(io, empty_data(data));
+    if (admitted <= 0) return admitted < 0 ? nullptr : Py_NewRef(Py_None);
+    borrowed_bytes bytes;
+    if (!bytes.open(data)) return nullptr;
+    return write_result(io, io->writer.write(bytes.data(), bytes.size(), bytes.keep()));
+  } catch (...) {
+    set_error_from_current_exception();
+    return nullptr;
+  }
+}
+
+PyObject* stream_io_write_raw(stream_io_object* io, const char* data, std::size_t size) noexcept {
+  try {
+    const int admitted = admit_write(io, size == 0);
+    if (admitted <= 0) return admitted < 0 ? nullptr : Py_NewRef(Py_None);
+    return write_result(io, io->writer.write(data, size, nullptr));
+  } catch (...) {
+    set_error_from_current_exception();
+    return nullptr;
+  }
+}
+
+namespace {
 
 PyMethodDef transport_write_def = {
     "write", guarded<transport_write>::call, METH_O,

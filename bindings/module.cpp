@@ -4,6 +4,7 @@
 #include "handle_object.hpp"
 #include "loop_object.hpp"
 #include "module_state.hpp"
+#include "tls_session_object.hpp"
 
 NB_MODULE(_pyloop, m) {
   using namespace pyloop::bindings;
@@ -12,6 +13,7 @@ NB_MODULE(_pyloop, m) {
   export_handle(m);
   export_loop(m);
   export_stream_io(m);
+  export_tls_session(m);
   export_sock_ops(m);
   export_pipe(m);
   export_datagram_io(m);

@@ -38,6 +38,10 @@ struct module_state {
   // Offset of the `_io` slot in instances of the transport class given to
   // install_stream_methods() (where write() finds its StreamIO).
   Py_ssize_t stream_io_slot_offset = 0;
+  PyTypeObject* tls_session_type = nullptr;   // data_bridge.pyloop._pyloop.TLSSession
+  // Offset of the `_tls` slot in instances of the TLS transport class given to
+  // install_tls_methods() (where its write() finds its TLSSession).
+  Py_ssize_t tls_slot_offset = 0;
   std::vector<nb::object> owned_types;        // keeps the types above alive
   nb::object future_type;                     // asyncio.Future (the C accelerated one)
   nb::object task_type;                       // asyncio.Task
@@ -78,6 +82,13 @@ struct module_state {
   nb::object str_error_received;              // "error_received"
   nb::object str_sendto_slow;                 // "_sendto_slow"
   nb::object str_callback_error;              // "_callback_error"
+  // SSLProtocol's slow paths, called by TLSSession (python/.../_tls.py; made by
+  // export_tls_session):
+  nb::object str_tls_input;                   // "_tls_input"
+  nb::object str_tls_flush;                   // "_tls_flush"
+  nb::object str_write_appdata;               // "_write_appdata"
+  nb::object str_ssl_protocol;                // "_ssl_protocol"
+  nb::object tls_error_factory;               // (ssl_error, code) -> ssl.SSLError (_tls.ssl_error)
   // Python glue installed by the package (data_bridge/pyloop/_glue.py) at import:
   nb::object report_handle_exception;  // (handle, exc) -> None: builds the context dict
   nb::object handle_repr;              // (handle) -> str, asyncio's Handle repr format

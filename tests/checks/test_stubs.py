@@ -49,7 +49,7 @@ def stub_names():
 
 def runtime_names():
     names = {"": {n for n in vars(_pyloop) if not n.startswith("__") and n != "_state"}}
-    for cls_name in ("Handle", "TimerHandle", "Loop", "StreamIO", "DatagramIO"):
+    for cls_name in ("Handle", "TimerHandle", "Loop", "StreamIO", "DatagramIO", "TLSSession"):
         cls = getattr(_pyloop, cls_name)
         own = {n for n in vars(cls) if not (n.startswith("__") and n.endswith("__"))}
         # Rich comparisons and hash are dunders the stub declares for TimerHandle only.
@@ -58,6 +58,7 @@ def runtime_names():
         names[cls_name] = own
     names["StreamIO"].add("__init__")  # its constructor's signature, declared in the stub
     names["DatagramIO"].add("__init__")
+    names["TLSSession"].add("__init__")
     return names
 
 

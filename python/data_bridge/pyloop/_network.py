@@ -15,6 +15,7 @@ import logging
 import os
 from asyncio import base_events, selector_events, sslproto, unix_events
 
+from . import _tls
 from ._transport import SocketTransport
 
 _BASE = base_events.BaseEventLoop
@@ -66,8 +67,9 @@ class NetworkMethods:
             logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     # TLS over the stream transport, and sendfile.
-    start_tls = _BASE.start_tls
-    _make_ssl_transport = _SELECTOR._make_ssl_transport
+    # asyncio's own functions, with _tls.SSLProtocol (native data phase) for sslproto's.
+    start_tls = _tls.start_tls
+    _make_ssl_transport = _tls.make_ssl_transport
     sendfile = _BASE.sendfile
     _sendfile_native = _SELECTOR._sendfile_native
     _sendfile_fallback = _BASE._sendfile_fallback
