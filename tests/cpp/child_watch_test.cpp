@@ -92,7 +92,7 @@ TEST(ChildWatch, ReportsTheExitStatusOnceAndLetsGo) {
 TEST(ChildWatch, ASignalGivesMinusItsNumber) {
   loop_driver loop;
   exit_log log;
-  const pid_t pid = start_shell("sleep 30");
+  const pid_t pid = start_shell("exec sleep 30");
   child_watch watch(loop, pid, log_events, &log);
   ASSERT_FALSE(watch.start());
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
@@ -143,7 +143,7 @@ TEST(ChildWatch, NoSuchChildIsRefusedAtStart) {
 TEST(ChildWatch, StopAndLoopCloseReleaseTheOwnerAndTheDescriptor) {
   const std::size_t before = open_descriptors();
   exit_log log;
-  const pid_t pid = start_shell("sleep 30");
+  const pid_t pid = start_shell("exec sleep 30");
   {
     loop_driver loop;
     auto watch = std::make_unique<child_watch>(loop, pid, log_events, &log);

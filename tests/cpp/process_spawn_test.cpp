@@ -235,7 +235,7 @@ TEST(ProcessSpawn, AsyncSpawnCompletesIntoTheLoopWithTheCallersSignalMask) {
 }
 
 TEST(ProcessSpawn, AnUntakenJobKillsAndReapsItsChild) {
-  auto job = shell_job("sleep 30");
+  auto job = shell_job("exec sleep 30");
   job->run();
   ASSERT_EQ(job->result.error, 0);
   const pid_t pid = job->result.pid;
@@ -251,7 +251,7 @@ TEST(ProcessSpawn, AnUntakenJobKillsAndReapsItsChild) {
 }
 
 TEST(ProcessSpawn, AClosedMailboxAbandonsTheChild) {
-  auto job = shell_job("sleep 30");
+  auto job = shell_job("exec sleep 30");
   pid_t pid = -1;
   {
     loop_driver loop;
