@@ -6,11 +6,14 @@
 // when the event fires, so both end up as one descriptor in the loop's readiness set.
 #include "pyloop/child_watch.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <thread>
 
 #include "pyloop/loop_driver.hpp"
 
@@ -47,6 +50,27 @@ int open_exit_descriptor(pid_t pid) noexcept {
   errno = saved;
   return -1;
 #endif
+}
+
+// The loop let go of a watch whose child still runs (it was closed): a thread of its own waits
+// for the child and reaps it, as asyncio's ThreadedChildWatcher keeps waiting for the children
+// of a closed loop, so none is left a zombie. Not the native runtime's pool: the child may run
+// for as long as it likes. The thread blocks every signal (they are the main thread's to take).
+void reap_in_background(pid_t pid) noexcept {
+  sigset_t all;
+  sigset_t before;
+  sigfillset(&all);
+  const bool masked = ::pthread_sigmask(SIG_SETMASK, &all, &before) == 0;
+  try {
+    std::thread([pid] {
+      int status;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }).detach();
+  } catch (...) {
+    // No thread to be had: the child stays unreaped until someone waits for it (Popen.poll).
+  }
+  if (masked) ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
 }
 
 }  // namespace
@@ -98,9 +122,9 @@ std::error_code child_watch::start() noexcept {
 
 void child_watch::stop() noexcept {
   if (installed_) {
+    installed_ = false;  // first: drop_watch tells this removal from the loop's close by it
     callback removed = loop_.unwatch(handle_, io_watch::direction::read);
-    if (removed.ops != nullptr) removed.discard();  // drop_watch: installed_ false, owner released
-    installed_ = false;
+    if (removed.ops != nullptr) removed.discard();  // drop_watch: owner released
   }
   close_handle();
 }
@@ -131,7 +155,13 @@ callback_status child_watch::run_watch(void* payload) noexcept {
 
 void child_watch::drop_watch(void* payload) noexcept {
   child_watch* w = from_watch(payload);
-  w->installed_ = false;
+  if (w->installed_) {
+    // Dropped while installed: the loop was closed with the child unreaped (stop() clears the
+    // flag before it removes the callback; a queued dispatch's copy is dropped after the
+    // registry's, or before it with the flag still set, and hands the child over once).
+    w->installed_ = false;
+    reap_in_background(w->pid_);
+  }
   w->events_.release(w->owner_);
 }
 

@@ -160,7 +160,25 @@ TEST(ChildWatch, StopAndLoopCloseReleaseTheOwnerAndTheDescriptor) {
   }
   EXPECT_EQ(open_descriptors(), before);
   EXPECT_TRUE(log.pids.empty());
+  // The loop closed with the child running: a thread waits for it, so it is no zombie once
+  // it ends.
   ::kill(pid, SIGKILL);
+  for (int i = 0; i < 500 && ::kill(pid, 0) == 0; ++i) ::usleep(10 * 1000);
+  EXPECT_EQ(::kill(pid, 0), -1);  // reaped: not even a zombie is left
+  int status;
+  EXPECT_EQ(::waitpid(pid, &status, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(ChildWatch, StopLeavesTheChildToItsOwner) {
+  exit_log log;
+  const pid_t pid = start_shell("exec sleep 30");
+  loop_driver loop;
+  child_watch watch(loop, pid, log_events, &log);
+  ASSERT_FALSE(watch.start());
+  watch.stop();  // the owner's choice: nobody reaps the child behind its back
+  loop.close();
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
   int status;
   EXPECT_EQ(::waitpid(pid, &status, 0), pid);
 }

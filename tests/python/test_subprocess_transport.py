@@ -260,3 +260,40 @@ def test_nothing_stays_alive_after_the_children(loop):
     alive = [o for o in gc.get_objects()
              if isinstance(o, (base_subprocess.BaseSubprocessTransport, subprocess.Popen))]
     assert alive == []
+
+
+def _process_state(pid):
+    """The state letter of /proc/<pid>/stat ('Z': a zombie), or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2:].split()[0]
+
+
+def test_a_child_of_a_closed_loop_is_still_reaped(loop_factory):
+    """A loop closed while its child runs leaves no zombie behind: asyncio's child watcher
+    thread goes on waiting for the child after the loop closed, and reaps it."""
+    import sys
+    import time
+
+    if loop_factory.name == "asyncio" and sys.version_info >= (3, 12):
+        pytest.skip("asyncio's default child watcher changed in 3.12")
+    loop = loop_factory()
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec("sleep", "0.2")
+        return proc.pid
+
+    try:
+        pid = run(loop, main())
+    finally:
+        loop.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unclosed transport, collected with the loop closed
+        gc.collect()
+    deadline = time.monotonic() + 10
+    while _process_state(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _process_state(pid) is None

@@ -31,7 +31,9 @@ struct child_watch_events {
 // that becomes readable when the child ends (Linux: pidfd_open; macOS and the BSDs: a kqueue
 // of its own holding an EVFILT_PROC NOTE_EXIT event) sits in the loop's readiness set; when it
 // is readable the child is reaped (waitpid, WNOHANG) and the owner told, once. The watch then
-// removes itself and closes its descriptor.
+// removes itself and closes its descriptor. A loop closed while the child runs drops the
+// watch: a thread then waits for the child and reaps it (the owner is not told), as asyncio's
+// threaded child watcher outlives a closed loop, so no child is left a zombie.
 // Thread safety: the loop's thread only.
 class child_watch {
  public:
