@@ -214,7 +214,9 @@ PyObject* datagram_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   new (&io->context) nb::object();
   new (&io->address) nb::object();
   new (&io->last_address) nb::object();
+  new (&io->sent_address) nb::object();
   io->last_length = 0;
+  io->sent_length = 0;
   io->peer_length = 0;
   const bool ip = family == AF_INET || family == AF_INET6;
   new (&io->io) datagram_io(driver, fd, ip, datagram_io_object_events, self);
@@ -239,6 +241,7 @@ int datagram_io_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(io->context.ptr());
   Py_VISIT(io->address.ptr());
   Py_VISIT(io->last_address.ptr());
+  Py_VISIT(io->sent_address.ptr());
   return 0;
 }
 
@@ -251,7 +254,9 @@ void datagram_io_detach_all(datagram_io_object* io) noexcept {
   clear_ref(io->protocol);
   clear_ref(io->context);
   clear_ref(io->last_address);
+  clear_ref(io->sent_address);
   io->last_length = 0;
+  io->sent_length = 0;
 }
 
 int datagram_io_clear(PyObject* self) {
@@ -266,6 +271,7 @@ void datagram_io_dealloc(PyObject* self) {
   datagram_io_object* io = as_datagram_io(self);
   datagram_io_clear(self);
   io->io.~datagram_io();
+  io->sent_address.~object();
   io->last_address.~object();
   io->address.~object();
   io->context.~object();

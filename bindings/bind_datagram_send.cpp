@@ -4,7 +4,8 @@
 // Python frame per datagram). It checks what asyncio's selector transport checks, in its
 // order (the data's type, an empty datagram before 3.13, the fixed destination, a lost
 // connection), converts the destination to a sockaddr (the address object the latest
-// datagram came from, or was sent to, is recognized by identity and not converted again) and
+// datagram came from, and the one the latest sendto() converted, are recognized by identity
+// and not converted again) and
 // hands the datagram to the core's datagram_io, which sends it at once or keeps it in the
 // backlog. Destinations the socket module would have to resolve (host names, special names,
 // odd types) and sends on a socket already gone take the transport's _sendto_slow, which runs
@@ -77,16 +78,23 @@ bool destination(datagram_io_object* io, PyObject* addr, const sockaddr*& to, so
     length = io->peer_length;
     return true;
   }
-  if (addr != io->last_address.ptr() || io->last_length == 0) {
+  if (addr == io->last_address.ptr() && io->last_length != 0) {  // replying to a sender
+    to = reinterpret_cast<const sockaddr*>(&io->last_sockaddr);
+    length = io->last_length;
+    return true;
+  }
+  // The caller's own object is kept apart from the received one: receives must not hand it
+  // out as their sender's address (it need not be the socket module's form).
+  if (addr != io->sent_address.ptr() || io->sent_length == 0) {
     sockaddr_storage parsed;
     socklen_t parsed_length = 0;
     if (!address_from_python(io->family, addr, parsed, parsed_length)) return false;
-    std::memcpy(&io->last_sockaddr, &parsed, parsed_length);
-    io->last_length = parsed_length;
-    io->last_address = nb::borrow(addr);
+    std::memcpy(&io->sent_sockaddr, &parsed, parsed_length);
+    io->sent_length = parsed_length;
+    io->sent_address = nb::borrow(addr);
   }
-  to = reinterpret_cast<const sockaddr*>(&io->last_sockaddr);
-  length = io->last_length;
+  to = reinterpret_cast<const sockaddr*>(&io->sent_sockaddr);
+  length = io->sent_length;
   return true;
 }
 

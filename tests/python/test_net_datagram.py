@@ -515,3 +515,30 @@ def test_closing_the_loop_with_an_open_endpoint(loop_factory):
         gc.collect()
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+@requires_ipv6
+def test_sender_address_is_the_socket_modules_not_the_one_sent_to(loop):
+    """A reply's sender is the socket module's form of the address (four fields in IPv6),
+    never the object the program passed to sendto() for the same peer."""
+
+    async def main():
+        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("::1", 0))
+        try:
+            port = server.get_extra_info("sockname")[1]
+            client, proto = await loop.create_datagram_endpoint(
+                lambda: Datagrams(loop), local_addr=("::1", 0)
+            )
+            destination = ("::1", port)
+            client.sendto(b"a", destination)
+            client.sendto(b"b", destination)
+            await proto.wait(2)
+            client.close()
+            await proto.lost
+        finally:
+            server.close()
+        senders = [sender for _, sender in proto.received]
+        assert all(s is not destination for s in senders)
+        assert senders == [("::1", port, 0, 0)] * 2
+
+    run(loop, main())
