@@ -234,10 +234,13 @@ callback_status spawned(void* payload) noexcept {
       value = nb::steal(PyObject_CallFunction(PyExc_OSError, "(isO)", r.error, std::strerror(r.error), filename));
       method = "set_exception";
     } else {
-      nb::object pid = nb::steal(PyLong_FromLong(r.pid));
-      value = nb::steal(PyTuple_Pack(4, pid.ptr(), descriptor_or_none(r.parent_fds[0]).ptr(),
-                                     descriptor_or_none(r.parent_fds[1]).ptr(),
-                                     descriptor_or_none(r.parent_fds[2]).ptr()));
+      // Each checked: PyTuple_Pack takes no null item (out of memory, the job keeps the child
+      // and the descriptors, and abandons them).
+      nb::object items[] = {nb::steal(PyLong_FromLong(r.pid)), descriptor_or_none(r.parent_fds[0]),
+                            descriptor_or_none(r.parent_fds[1]), descriptor_or_none(r.parent_fds[2])};
+      if (items[0].is_valid() && items[1].is_valid() && items[2].is_valid() && items[3].is_valid()) {
+        value = nb::steal(PyTuple_Pack(4, items[0].ptr(), items[1].ptr(), items[2].ptr(), items[3].ptr()));
+      }
     }
     if (value.is_valid()) {
       nb::object set = nb::steal(PyObject_CallMethod(future, method, "(O)", value.ptr()));

@@ -5,6 +5,9 @@
 
 import asyncio
 import gc
+import ssl
+
+import pytest
 
 from net_helpers import Recorder, fd_count, payload, run
 from tls_helpers import (  # noqa: F401  (certs is a fixture)
@@ -283,5 +286,61 @@ def test_pyloop_without_the_native_path(pyloop_module, certs, monkeypatch):
 
     try:
         run(loop, main())
+    finally:
+        loop.close()
+
+
+@pytest.mark.pyloop
+def test_the_libssl_check_refuses_what_it_cannot_vouch_for(pyloop_module):
+    """tls_shares_openssl is true only for _ssl's own file with its own OpenSSL version: a
+    loaded module that does not link libssl, a module not loaded, or another version is
+    refused (asyncio's path is then taken throughout)."""
+    import _json
+    import _ssl
+    import ssl
+
+    from data_bridge.pyloop import _pyloop
+
+    version = ssl.OPENSSL_VERSION_NUMBER
+    assert _pyloop.tls_shares_openssl(_ssl.__file__, version)
+    assert not _pyloop.tls_shares_openssl(_ssl.__file__, version + 1)
+    assert not _pyloop.tls_shares_openssl("/nonexistent/_ssl.so", version)
+    if getattr(_json, "__file__", None):
+        assert not _pyloop.tls_shares_openssl(_json.__file__, version)
+
+
+@pytest.mark.pyloop
+def test_a_session_refused_by_the_layout_check_leaves_asyncios_path(pyloop_module, certs):
+    """TLSSession refuses an SSL object that is not the one of the _SSLSocket and SSLContext it
+    is given (TypeError), and a refused session leaves the connection to asyncio's code."""
+    from data_bridge.pyloop import _pyloop, _tls
+
+    server_ctx, client_ctx = certs
+    other = ssl.create_default_context()
+    sslobj = client_ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="localhost")
+    loop = pyloop_module.new_event_loop()
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        io = transport._ssl_protocol._transport._io
+        with pytest.raises(TypeError):
+            _pyloop.TLSSession(sslobj._sslobj, other, transport._ssl_protocol, io)
+        with pytest.raises(TypeError):
+            _pyloop.TLSSession(object(), client_ctx, transport._ssl_protocol, io)
+        assert transport._tls is None  # the patched session below refused this connection
+        transport.write(b"python" * 1000)
+        assert await proto.wait_bytes(6000) == b"python" * 1000
+        transport.close()
+        await proto.lost
+        await stop(server)
+
+    def refused(*args):
+        raise TypeError("not the SSL object layout this build knows")
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_tls, "TLSSession", refused)
+            run(loop, main())
     finally:
         loop.close()
