@@ -129,10 +129,13 @@ PyObject* tls_transport_write(PyObject* transport, PyObject* data) {
                  Py_TYPE(data)->tp_name);
     return nullptr;
   }
-  const Py_ssize_t size = PyBytes_Check(data) ? PyBytes_GET_SIZE(data)
-                          : PyByteArray_Check(data) ? PyByteArray_GET_SIZE(data)
-                                                    : PyMemoryView_GET_BUFFER(data)->len;
-  if (size == 0) Py_RETURN_NONE;
+  // asyncio's `if not data: return`. A memoryview is asked as asyncio asks it: a released
+  // one raises ValueError here (its buffer's stale length would reach the SSL write instead).
+  const int nonempty = PyBytes_Check(data)       ? PyBytes_GET_SIZE(data) != 0
+                       : PyByteArray_Check(data) ? PyByteArray_GET_SIZE(data) != 0
+                                                 : PyObject_IsTrue(data);
+  if (nonempty < 0) return nullptr;
+  if (nonempty == 0) Py_RETURN_NONE;
   tls_session_object* t = session_of(transport);
   if (t == nullptr || !t->write_fast) {
     nb::object one = nb::steal(PyTuple_Pack(1, data));

@@ -344,3 +344,25 @@ def test_a_session_refused_by_the_layout_check_leaves_asyncios_path(pyloop_modul
             run(loop, main())
     finally:
         loop.close()
+
+
+def test_write_of_a_released_memoryview_raises(loop, certs):
+    """asyncio's write() asks `not data` first: a released memoryview raises ValueError to the
+    caller, and the connection goes on."""
+    server_ctx, client_ctx = certs
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        view = memoryview(b"abc")
+        view.release()
+        with pytest.raises(ValueError):
+            transport.write(view)
+        assert not transport.is_closing()
+        transport.write(b"still")
+        assert await proto.wait_bytes(5) == b"still"
+        transport.close()
+        await proto.lost
+        await stop(server)
+
+    run(loop, main())
