@@ -162,10 +162,22 @@ PyObject* tls_transport_writelines(PyObject* transport, PyObject* list_of_data) 
   if (t == nullptr || !t->write_fast) return write_appdata(transport, t, list_of_data);
   nb::object items = nb::steal(PySequence_Fast(list_of_data, "can only join an iterable"));
   if (!items.is_valid()) return nullptr;
-  nb::object keep = nb::borrow(reinterpret_cast<PyObject*>(t));
-  records_scope scope;
   const Py_ssize_t count = PySequence_Fast_GET_SIZE(items.ptr());
   PyObject** item = PySequence_Fast_ITEMS(items.ptr());
+  // asyncio's _write_appdata takes len() of each piece as it queues it, outside its error
+  // handling: a piece without a length (an int, a released memoryview) raises to the caller.
+  // A list with such a piece, or with a piece of any other type (whose len() or buffer could
+  // run Python code while `item` points into the list), goes to that very code: its errors
+  // and its backlog are then asyncio's own.
+  for (Py_ssize_t i = 0; i < count; ++i) {
+    PyObject* piece = item[i];
+    if (PyBytes_Check(piece) || PyByteArray_Check(piece)) continue;
+    if (PyMemoryView_Check(piece) && PyObject_Size(piece) >= 0) continue;  // C code only
+    PyErr_Clear();
+    return write_appdata(transport, t, items.ptr());
+  }
+  nb::object keep = nb::borrow(reinterpret_cast<PyObject*>(t));
+  records_scope scope;
   for (Py_ssize_t i = 0; i < count; ++i) {
     bool handled = false;
     // On a failure the connection is closed by _fatal_error and the records of the pieces

@@ -366,3 +366,27 @@ def test_write_of_a_released_memoryview_raises(loop, certs):
         await stop(server)
 
     run(loop, main())
+
+
+@pytest.mark.parametrize("bad", [5, "released"])
+def test_writelines_of_a_piece_without_a_length_raises(loop, certs, bad):
+    """asyncio's writelines() takes len() of each piece as it queues it: a piece without one
+    (an int, a released memoryview) raises to the caller instead of failing the connection."""
+    server_ctx, client_ctx = certs
+
+    async def main():
+        server, port, _ = await tls_echo_server(loop, server_ctx)
+        transport, proto = await tls_client(loop, client_ctx, port)
+        piece = bad
+        if bad == "released":
+            piece = memoryview(b"xyz")
+            piece.release()
+        with pytest.raises((TypeError, ValueError)) as caught:
+            transport.writelines([piece])
+        assert type(caught.value) is (TypeError if bad == 5 else ValueError)
+        assert not transport.is_closing()
+        transport.abort()
+        await proto.lost
+        await stop(server)
+
+    run(loop, main())
