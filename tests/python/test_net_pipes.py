@@ -388,3 +388,40 @@ def test_write_to_closed_reader_reports_broken_pipe(loop, fds):
         wt.write(b"more")  # dropped, no exception
 
     run(loop, main())
+
+
+@pytest.mark.pyloop
+def test_write_pipe_closed_in_connection_made_leaves_no_watch(pyloop_module):
+    """A write pipe transport closed inside connection_made, before the callback that watches
+    its descriptor for the reader closing has run, must not install that watch afterwards: the
+    descriptor is closed by then, and a stale watch on its number blinds whatever reuses it.
+    (asyncio's _UnixWritePipeTransport has this flaw: it installs the reader all the same.)"""
+
+    class CloseAtOnce(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.close()
+
+    loop = pyloop_module.new_event_loop()
+
+    async def main():
+        r, w = os.pipe()
+        try:
+            await loop.connect_write_pipe(CloseAtOnce, open(w, "wb", buffering=0))
+            await asyncio.sleep(0.01)  # the transport is gone, and its descriptor closed
+            r2, w2 = os.pipe()  # takes the closed descriptor's number
+            try:
+                readable = loop.create_future()
+                loop.add_reader(r2, lambda: readable.done() or readable.set_result(True))
+                os.write(w2, b"x")
+                assert await asyncio.wait_for(readable, 2)
+                loop.remove_reader(r2)
+            finally:
+                os.close(r2)
+                os.close(w2)
+        finally:
+            os.close(r)
+
+    try:
+        run(loop, main())
+    finally:
+        loop.close()

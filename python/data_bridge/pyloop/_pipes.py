@@ -205,8 +205,15 @@ class PipeWriteTransport(
         # error or a hang-up); a character device tells nothing that way.
         self._peer_watch = kind != "character"
         if self._peer_watch:
-            loop.call_soon(self._loop._add_reader, fileno, self._read_ready)
+            loop.call_soon(self._install_peer_watch)
         self._connected(waiter)
+
+    def _install_peer_watch(self) -> None:
+        # After connection_made, as asyncio does; unless the transport was closed meanwhile
+        # (asyncio installs it all the same, on a descriptor about to be closed, and the
+        # stale watch then blinds whatever reuses that descriptor number).
+        if self._peer_watch:
+            self._loop._add_reader(self._fileno, self._read_ready)
 
     def _io_state(self) -> list[str]:
         return ["polling" if self._io.waiting else "idle", f"bufsize={self._io.pending}"]
