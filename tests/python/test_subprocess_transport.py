@@ -203,9 +203,10 @@ def test_fast_path_popen_has_popens_state(pyloop_module):
 
 
 @pytest.mark.pyloop
-@pytest.mark.parametrize("error", ["ENOSYS", "EMFILE"])
+@pytest.mark.parametrize("error", ["ENOSYS", "EMFILE", "EPERM", "EACCES"])
 def test_without_an_exit_descriptor_a_thread_waits(pyloop_module, monkeypatch, error):
-    # No pidfd (Linux before 5.3) or no descriptor left: one thread waits for the child.
+    # No pidfd (Linux before 5.3; EPERM or EACCES where a seccomp policy forbids pidfd_open,
+    # as in older container runtimes) or no descriptor left: one thread waits for the child.
     import errno
     from data_bridge.pyloop import _subprocess
 

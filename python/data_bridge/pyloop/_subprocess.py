@@ -13,7 +13,6 @@ EVFILT_PROC elsewhere) in the loop's readiness set (core/src/child_watch.cpp).
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
@@ -54,8 +53,9 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
 
 
 def _wait_in_thread(loop, pid, callback) -> None:
-    """Where the kernel gives no exit descriptor (Linux before 5.3) or refuses one (EMFILE):
-    one thread blocked in waitpid for this child, as asyncio's ThreadedChildWatcher."""
+    """Where the kernel gives no exit descriptor (Linux before 5.3) or refuses one (EMFILE, a
+    seccomp policy's EPERM): one thread blocked in waitpid for this child, as asyncio's
+    ThreadedChildWatcher."""
 
     def wait():
         try:
@@ -85,9 +85,10 @@ class SubprocessMethods:
         except ProcessLookupError:
             # Reaped already (a SIGCHLD handler of the program's, say): report what is known.
             self.call_soon(transp._child_exited, pid, None)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSYS, errno.EMFILE, errno.ENFILE, errno.ENOMEM):
-                raise
+        except OSError:
+            # No exit descriptor to be had: no pidfd (ENOSYS), none allowed (EPERM, EACCES:
+            # a seccomp policy, as CPython's can_use_pidfd() allows for), or none left
+            # (EMFILE, ENFILE, ENOMEM). Raising would leave the started child unreaped.
             _wait_in_thread(self, pid, transp._child_exited)
 
     async def _spawn_fast(self, args, shell, stdin, stdout, stderr, bufsize, kwargs):
