@@ -166,9 +166,13 @@ int spawn_first(const spawn_request& r, const posix_spawn_file_actions_t* fa,
   int last = ENOENT;  // the last error of any kind
   for (const char* const* path = r.executables; *path != nullptr; ++path) {
     // A candidate that does not exist costs a stat, not a clone. Relative paths are taken
-    // after the child's chdir, so only the child can tell when cwd is given.
+    // after the child's chdir, so only the child can tell when cwd is given. The last
+    // candidate goes straight to posix_spawn: its own error is the same, and the stat would
+    // only add its cost to every start of an existing program (an absolute path, say).
     struct stat st;
-    if ((r.cwd == nullptr || (*path)[0] == '/') && ::stat(*path, &st) != 0 && missing(errno)) {
+    const bool last_candidate = path[1] == nullptr;
+    if (!last_candidate && (r.cwd == nullptr || (*path)[0] == '/') && ::stat(*path, &st) != 0 &&
+        missing(errno)) {
       last = errno;
       continue;
     }

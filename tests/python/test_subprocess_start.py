@@ -185,6 +185,28 @@ def test_cancelled_while_starting_leaves_no_child_and_no_descriptor(loop, delay)
     assert open_descriptors() == before
 
 
+@pytest.mark.parametrize("delay", [1, 2])
+def test_cancellation_while_starting_keeps_its_message(loop, delay):
+    # PyLoop holds the cancellation back until the start is over: the message goes through.
+    async def main():
+        task = asyncio.ensure_future(asyncio.create_subprocess_exec("sleep", "30", stdout=PIPE))
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        task.cancel("stop")
+        try:
+            proc = await task
+        except asyncio.CancelledError as exc:
+            return exc.args
+        proc.kill()
+        await proc.wait()
+        proc._transport.close()
+        return ("stop",)  # started before the cancellation: nothing to compare
+
+    assert run(loop, main()) == ("stop",)
+    gc.collect()
+    assert not children_left()
+
+
 def test_path_of_the_environment_is_read_at_each_start(loop, tmp_path, monkeypatch):
     tool = tmp_path / "pyloop-only-here"
     tool.write_text("#!/bin/sh\necho found\n")

@@ -44,6 +44,15 @@ _POPEN_STATE = {
 _Popen = subprocess.Popen
 _new_lock = threading.Lock
 _FileIO = io.FileIO
+_fsencode = os.fsencode
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
+
+def _encode(value) -> bytes:
+    """os.fsencode(value), with the common case (a str) without its two calls."""
+    if type(value) is str:
+        return value.encode(_FS_ENCODING, _FS_ERRORS)
+    return _fsencode(value)
 
 
 def takes_fast_path(kwargs: dict) -> bool:
@@ -141,18 +150,18 @@ def prepare(args, shell, stdin, stdout, stderr, bufsize, executable=None, close_
     if env is not None:
         env_list = []
         for key, value in env.items():
-            key = os.fsencode(key)
+            key = _encode(key)
             if b"=" in key:
                 raise ValueError("illegal environment variable name")
-            env_list.append(key + b"=" + os.fsencode(value))
+            env_list.append(key + b"=" + _encode(value))
     else:
         env_list = None
-    encoded = os.fsencode(executable)
-    if os.path.dirname(encoded):
+    encoded = _encode(executable)
+    if b"/" in encoded:  # os.path.dirname(encoded) is not empty
         candidates = [encoded]
     else:
         candidates = _candidates(encoded, env)
-    argv = [os.fsencode(a) for a in args]
+    argv = [_encode(a) for a in args]
     keep = sorted(map(int, set(pass_fds))) if pass_fds else []
     return (argv, candidates, env_list, None if cwd is None else os.fsencode(cwd),
             in_fd, out_fd, err_fd, close_fds, keep, start_new_session, restore_signals,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from asyncio import base_events, base_subprocess, exceptions, tasks
+from asyncio import base_events, base_subprocess, exceptions, futures
 
 from . import _spawn
 from ._pyloop import spawn_async, watch_child
@@ -24,6 +24,15 @@ from ._pyloop import spawn_async, watch_child
 logger = logging.getLogger("asyncio")
 
 _BASE = base_events.BaseEventLoop
+
+
+class _StartFuture(futures.Future):
+    """The future of a start on the native runtime. It cannot be cancelled, so a task
+    awaiting it gets its cancellation once the start is over, with the started child in the
+    future: what tasks.shield(future) and a second wait would give, with one object."""
+
+    def cancel(self, msg=None) -> bool:
+        return False
 
 
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
@@ -93,26 +102,24 @@ class SubprocessMethods:
 
     async def _spawn_fast(self, args, shell, stdin, stdout, stderr, bufsize, kwargs):
         """The child started by posix_spawn on the native runtime (the loop goes on while
-        it execs), as a Popen; None when only subprocess.Popen can start it. A cancellation
-        while it starts leaves the child to the runtime, which kills and reaps it."""
+        it execs), as a Popen; None when only subprocess.Popen can start it."""
         if not _spawn.takes_fast_path(kwargs):
             return None
         try:
             prepared = _spawn.prepare(args, shell, stdin, stdout, stderr, bufsize, **kwargs)
         except _spawn._Fallback:
             return None
-        started = self.create_future()
+        started = _StartFuture(loop=self)
         spawn_async(self, started, *prepared)
         try:
-            return _spawn.make_popen(args, await tasks.shield(started))
+            return _spawn.make_popen(args, await started)
         except exceptions.CancelledError:
-            # As asyncio's start, which cannot be interrupted: the child is started, then
-            # killed and waited for, then the cancellation goes on.
-            try:
-                started_result = await started
-            except Exception:
+            # As asyncio's start, which cannot be interrupted: the task's cancellation is
+            # delivered once the start is over (started refuses to be cancelled), then the
+            # child is killed and waited for, and the cancellation goes on.
+            if not started.done() or started.exception() is not None:
                 raise exceptions.CancelledError from None
-            await self._end_child(_spawn.make_popen(args, started_result))
+            await self._end_child(_spawn.make_popen(args, started.result()))
             raise
 
     async def _end_child(self, proc) -> None:
