@@ -26,11 +26,11 @@ nb::object peer_addresses::received(const sockaddr* from, socklen_t length) noex
   if (length == 0) return nb::borrow(Py_None);
   const bool keyed = length <= static_cast<socklen_t>(key_bytes);
   std::uint64_t key[key_words] = {};
-  entry* slot = nullptr;
+  bool remember = false;
   if (keyed && table_) {  // several senders: the table knows the latest one too
     std::memcpy(key, from, length);
     bool found = false;
-    slot = find(key, length, found);
+    entry* slot = find(key, length, found);
     if (found) {
       if (slot->address != latest_.ptr()) {
         std::memcpy(&latest_sockaddr_, key, key_bytes);  // the sockaddr, zero-padded
@@ -39,29 +39,29 @@ nb::object peer_addresses::received(const sockaddr* from, socklen_t length) noex
       }
       return latest_;
     }
+    remember = true;
   } else if (length == latest_length_ && latest_.is_valid() &&
              std::memcmp(&latest_sockaddr_, from, length) == 0) {
     return latest_;
   } else if (keyed && latest_length_ != 0) {  // a second sender: from now on, remember them
     table_.reset(new (std::nothrow) entry[slots]());
-    if (table_) {
-      std::memcpy(key, from, length);
-      bool found = false;
-      slot = find(key, length, found);
-    }
+    std::memcpy(key, from, length);
+    remember = true;
   }
   nb::object address = make(from, length);
   if (!address.is_valid()) return address;
-  if (slot != nullptr) {
-    if (used_ >= capacity) {  // full: start again (the table stays at most half full)
-      clear_table();
-      bool found = false;
-      slot = find(key, length, found);
+  // Making it may have run a collection whose finalizers closed the transport (the table
+  // gone): the slot is looked up again, not kept across.
+  if (remember && table_) {
+    if (used_ >= capacity) clear_table();  // full: start again (at most half the slots used)
+    bool found = false;
+    entry* slot = find(key, length, found);
+    if (!found) {
+      std::memcpy(slot->key, key, sizeof key);
+      slot->length = length;
+      slot->address = Py_NewRef(address.ptr());
+      ++used_;
     }
-    std::memcpy(slot->key, key, sizeof key);
-    slot->length = length;
-    slot->address = Py_NewRef(address.ptr());
-    ++used_;
   }
   if (length <= static_cast<socklen_t>(sizeof latest_sockaddr_)) set_latest(address.ptr(), from, length);
   return address;
