@@ -8,6 +8,7 @@
 #include <nanobind/nanobind.h>
 
 #include "loop_object.hpp"
+#include "peer_addresses.hpp"
 #include "pyloop/datagram_io.hpp"
 
 namespace pyloop::bindings {
@@ -24,9 +25,7 @@ struct datagram_io_object {
   nb::object protocol;      // while reading: receives datagram_received and error_received
   nb::object context;       // while reading: the contextvars.Context the protocol runs in
   nb::object address;       // asyncio's _address: the fixed destination (remote_addr), or empty
-  nb::object last_address;  // the address object of the latest conversion, either way
-  sockaddr_storage last_sockaddr;  // ... and its sockaddr
-  socklen_t last_length;           // its length (0: last_address is empty)
+  peer_addresses peers;     // address objects of recent peers, the latest conversion's sockaddr
   sockaddr_storage peer;    // the sockaddr of `address` when it converted natively
   socklen_t peer_length;    // its length (0: `address` is empty or converts only in Python)
   double read_started;      // debug mode: loop time at which the running read callback began
