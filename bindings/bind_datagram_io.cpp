@@ -4,8 +4,9 @@
 // (core/src/datagram_io.cpp): batches of datagrams received with one system call, sends, the
 // backlog and its flow control. This file adapts its events to Python: each datagram becomes
 // a `bytes` and the socket module's address object for protocol.datagram_received (vectorcall,
-// inside the transport's context; an address seen just before is reused, not rebuilt), an
-// errno becomes the socket module's OSError for protocol.error_received. A protocol's
+// inside the transport's context; a recent peer's address object is reused, not rebuilt:
+// peer_addresses.hpp), an errno becomes the socket module's OSError for
+// protocol.error_received. A protocol's
 // exception is reported as asyncio reports an exception escaping its transport's read or
 // write handle (transport._callback_error); SystemExit and KeyboardInterrupt leave the loop.
 // In debug mode each read callback is timed and a slow one logged, as for stream transports.
@@ -69,30 +70,13 @@ bool call_protocol(datagram_io_object* io, PyObject* name, PyObject* arg1, PyObj
   return done.is_valid();
 }
 
-// The sender's address object: the previous one when the kernel gave the same bytes (an echo
-// peer, a client talking to one server), so a burst from one peer builds one tuple.
-nb::object sender_address(datagram_io_object* io, const sockaddr* from, socklen_t length) noexcept {
-  if (length == 0) return nb::borrow(Py_None);
-  if (length == io->last_length && io->last_address.is_valid() &&
-      std::memcmp(&io->last_sockaddr, from, length) == 0) {
-    return io->last_address;
-  }
-  nb::object address = address_to_python(from, length);
-  if (address.is_valid() && length <= static_cast<socklen_t>(sizeof io->last_sockaddr)) {
-    std::memcpy(&io->last_sockaddr, from, length);
-    io->last_length = length;
-    io->last_address = address;
-  }
-  return address;
-}
-
 bool on_datagram_received(void* owner, const char* data, std::size_t size, const sockaddr* from,
                           socklen_t from_length) noexcept {
   datagram_io_object* io = owner_io(owner);
   if (!io->protocol.is_valid()) return true;  // detached during the batch
   nb::object bytes = nb::steal(PyBytes_FromStringAndSize(data, static_cast<Py_ssize_t>(size)));
   nb::object address;
-  if (bytes.is_valid()) address = sender_address(io, from, from_length);
+  if (bytes.is_valid()) address = io->peers.received(from, from_length);
   if (address.is_valid() &&
       call_protocol(io, state().str_datagram_received.ptr(), bytes.ptr(), address.ptr())) {
     return true;
@@ -213,10 +197,7 @@ PyObject* datagram_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   new (&io->protocol) nb::object();
   new (&io->context) nb::object();
   new (&io->address) nb::object();
-  new (&io->last_address) nb::object();
-  new (&io->sent_address) nb::object();
-  io->last_length = 0;
-  io->sent_length = 0;
+  new (&io->peers) peer_addresses();
   io->peer_length = 0;
   const bool ip = family == AF_INET || family == AF_INET6;
   new (&io->io) datagram_io(driver, fd, ip, datagram_io_object_events, self);
@@ -240,9 +221,7 @@ int datagram_io_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(io->protocol.ptr());
   Py_VISIT(io->context.ptr());
   Py_VISIT(io->address.ptr());
-  Py_VISIT(io->last_address.ptr());
-  Py_VISIT(io->sent_address.ptr());
-  return 0;
+  return io->peers.traverse(visit, arg);
 }
 
 // Stops the I/O and lets go of the transport and protocol. The fixed address stays: sendto()
@@ -253,10 +232,7 @@ void datagram_io_detach_all(datagram_io_object* io) noexcept {
   clear_ref(io->transport);
   clear_ref(io->protocol);
   clear_ref(io->context);
-  clear_ref(io->last_address);
-  clear_ref(io->sent_address);
-  io->last_length = 0;
-  io->sent_length = 0;
+  io->peers.clear();
 }
 
 int datagram_io_clear(PyObject* self) {
@@ -271,8 +247,7 @@ void datagram_io_dealloc(PyObject* self) {
   datagram_io_object* io = as_datagram_io(self);
   datagram_io_clear(self);
   io->io.~datagram_io();
-  io->sent_address.~object();
-  io->last_address.~object();
+  io->peers.~peer_addresses();
   io->address.~object();
   io->context.~object();
   io->protocol.~object();

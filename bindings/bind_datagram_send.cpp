@@ -78,23 +78,13 @@ bool destination(datagram_io_object* io, PyObject* addr, const sockaddr*& to, so
     length = io->peer_length;
     return true;
   }
-  if (addr == io->last_address.ptr() && io->last_length != 0) {  // replying to a sender
-    to = reinterpret_cast<const sockaddr*>(&io->last_sockaddr);
-    length = io->last_length;
-    return true;
-  }
-  // The caller's own object is kept apart from the received one: receives must not hand it
-  // out as their sender's address (it need not be the socket module's form).
-  if (addr != io->sent_address.ptr() || io->sent_length == 0) {
-    sockaddr_storage parsed;
-    socklen_t parsed_length = 0;
-    if (!address_from_python(io->family, addr, parsed, parsed_length)) return false;
-    std::memcpy(&io->sent_sockaddr, &parsed, parsed_length);
-    io->sent_length = parsed_length;
-    io->sent_address = nb::borrow(addr);
-  }
-  to = reinterpret_cast<const sockaddr*>(&io->sent_sockaddr);
-  length = io->sent_length;
+  to = io->peers.latest_sockaddr(addr, length);
+  if (to != nullptr) return true;
+  sockaddr_storage parsed;
+  socklen_t parsed_length = 0;
+  if (!address_from_python(io->family, addr, parsed, parsed_length)) return false;
+  io->peers.set_sent(addr, reinterpret_cast<const sockaddr*>(&parsed), parsed_length);
+  to = io->peers.latest_sockaddr(addr, length);
   return true;
 }
 
@@ -103,13 +93,15 @@ bool destination(datagram_io_object* io, PyObject* addr, const sockaddr*& to, so
 PyObject* send_datagram_from_python(PyObject* transport, PyObject* data, PyObject* addr, bool slow) {
   datagram_io_object* io = datagram_io_of(transport);
   if (io == nullptr) return nullptr;
-  if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
+  // An exact bytes (the common case) is read in place: immutable, its truth is its length.
+  const bool plain = PyBytes_CheckExact(data);
+  if (!plain && !PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data)) {
     PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.80s'",
                  Py_TYPE(data)->tp_name);
     return nullptr;
   }
   if (!io->send_empty) {  // before 3.13: `if not data: return`
-    const int truth = PyObject_IsTrue(data);
+    const int truth = plain ? PyBytes_GET_SIZE(data) != 0 : PyObject_IsTrue(data);
     if (truth <= 0) return truth < 0 ? nullptr : Py_NewRef(Py_None);
   }
   const bool fixed = io->address.is_valid();
@@ -134,6 +126,11 @@ PyObject* send_datagram_from_python(PyObject* transport, PyObject* data, PyObjec
     if (slow) return send_slow(transport, data, addr);
     PyErr_SetString(PyExc_ValueError, "send_resolved(): not a numeric address");
     return nullptr;
+  }
+  if (plain) {  // alive while the caller's argument is
+    return datagram_result(io, io->io.send(datagram_out{PyBytes_AS_STRING(data),
+                                                        static_cast<std::size_t>(PyBytes_GET_SIZE(data)),
+                                                        to, to_length}));
   }
   Py_buffer view;
   if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {

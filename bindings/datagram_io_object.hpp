@@ -8,6 +8,7 @@
 #include <nanobind/nanobind.h>
 
 #include "loop_object.hpp"
+#include "peer_addresses.hpp"
 #include "pyloop/datagram_io.hpp"
 
 namespace pyloop::bindings {
@@ -24,14 +25,7 @@ struct datagram_io_object {
   nb::object protocol;      // while reading: receives datagram_received and error_received
   nb::object context;       // while reading: the contextvars.Context the protocol runs in
   nb::object address;       // asyncio's _address: the fixed destination (remote_addr), or empty
-  nb::object last_address;  // the socket module's address object of the latest datagram received
-  sockaddr_storage last_sockaddr;  // ... and its sockaddr
-  socklen_t last_length;           // its length (0: last_address is empty)
-  // The caller's address object of the latest sendto() that converted one, apart from the
-  // received one: a caller's ("::1", port) is not what the socket module gives a receiver.
-  nb::object sent_address;
-  sockaddr_storage sent_sockaddr;  // ... and its sockaddr
-  socklen_t sent_length;           // its length (0: sent_address is empty)
+  peer_addresses peers;     // address objects of recent peers, the latest conversion's sockaddr
   sockaddr_storage peer;    // the sockaddr of `address` when it converted natively
   socklen_t peer_length;    // its length (0: `address` is empty or converts only in Python)
   double read_started;      // debug mode: loop time at which the running read callback began

@@ -12,15 +12,6 @@
 namespace pyloop::bindings {
 namespace {
 
-nb::object ip_host(int family, const void* raw) noexcept {
-  char host[INET6_ADDRSTRLEN];
-  if (::inet_ntop(family, raw, host, sizeof host) == nullptr) {
-    PyErr_SetFromErrno(PyExc_OSError);
-    return nb::object();
-  }
-  return nb::steal(PyUnicode_FromString(host));
-}
-
 nb::object unix_path(const sockaddr_un* address, socklen_t length) noexcept {
   const std::size_t path_length = length - offsetof(sockaddr_un, sun_path);
 #ifdef __linux__
@@ -130,22 +121,74 @@ bool unix_from_python(PyObject* address, sockaddr_storage& out, socklen_t& lengt
 
 }  // namespace
 
+nb::object host_to_python(int family, const void* raw) noexcept {
+  if (family == AF_INET) {
+    // The dotted quad inet_ntop writes (and the socket module returns), without its printf.
+    const auto* octets = static_cast<const unsigned char*>(raw);
+    char text[INET_ADDRSTRLEN];
+    char* end = text;
+    for (int i = 0; i < 4; ++i) {
+      unsigned v = octets[i];
+      if (v >= 100) {
+        *end++ = static_cast<char>('0' + v / 100);
+        v %= 100;
+        *end++ = static_cast<char>('0' + v / 10);
+      } else if (v >= 10) {
+        *end++ = static_cast<char>('0' + v / 10);
+      }
+      *end++ = static_cast<char>('0' + v % 10);
+      if (i < 3) *end++ = '.';
+    }
+    const Py_ssize_t size = end - text;
+    PyObject* host = PyUnicode_New(size, 127);
+    if (host != nullptr) std::memcpy(PyUnicode_1BYTE_DATA(host), text, static_cast<std::size_t>(size));
+    return nb::steal(host);
+  }
+  char host[INET6_ADDRSTRLEN];
+  if (::inet_ntop(family, raw, host, sizeof host) == nullptr) {
+    PyErr_SetFromErrno(PyExc_OSError);
+    return nb::object();
+  }
+  return nb::steal(PyUnicode_FromString(host));
+}
+
+nb::object ip_address_to_python(const sockaddr* address, PyObject* host) noexcept {
+  const bool v6 = address->sa_family == AF_INET6;
+  PyObject* tuple = PyTuple_New(v6 ? 4 : 2);
+  if (tuple == nullptr) return nb::object();
+  nb::object result = nb::steal(tuple);
+  unsigned port;
+  if (v6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
+    port = ntohs(in6->sin6_port);
+    PyObject* flowinfo = PyLong_FromUnsignedLong(ntohl(in6->sin6_flowinfo));
+    if (flowinfo == nullptr) return nb::object();
+    PyTuple_SET_ITEM(tuple, 2, flowinfo);
+    PyObject* scope_id = PyLong_FromUnsignedLong(in6->sin6_scope_id);
+    if (scope_id == nullptr) return nb::object();
+    PyTuple_SET_ITEM(tuple, 3, scope_id);
+  } else {
+    port = ntohs(reinterpret_cast<const sockaddr_in*>(address)->sin_port);
+  }
+  PyObject* number = PyLong_FromLong(static_cast<long>(port));
+  if (number == nullptr) return nb::object();
+  PyTuple_SET_ITEM(tuple, 1, number);
+  PyTuple_SET_ITEM(tuple, 0, Py_NewRef(host));
+  return result;
+}
+
 nb::object address_to_python(const sockaddr* address, socklen_t length) noexcept {
   if (length == 0) return nb::borrow(Py_None);
   switch (address->sa_family) {
     case AF_INET: {
-      auto* in = reinterpret_cast<const sockaddr_in*>(address);
-      nb::object host = ip_host(AF_INET, &in->sin_addr);
+      nb::object host = host_to_python(AF_INET, &reinterpret_cast<const sockaddr_in*>(address)->sin_addr);
       if (!host.is_valid()) return host;
-      return nb::steal(Py_BuildValue("(Oi)", host.ptr(), static_cast<int>(ntohs(in->sin_port))));
+      return ip_address_to_python(address, host.ptr());
     }
     case AF_INET6: {
-      auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
-      nb::object host = ip_host(AF_INET6, &in6->sin6_addr);
+      nb::object host = host_to_python(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr);
       if (!host.is_valid()) return host;
-      return nb::steal(Py_BuildValue("(OiII)", host.ptr(), static_cast<int>(ntohs(in6->sin6_port)),
-                                     static_cast<unsigned int>(ntohl(in6->sin6_flowinfo)),
-                                     static_cast<unsigned int>(in6->sin6_scope_id)));
+      return ip_address_to_python(address, host.ptr());
     }
     case AF_UNIX:
       return unix_path(reinterpret_cast<const sockaddr_un*>(address), length);

@@ -17,6 +17,14 @@ namespace nb = nanobind;
 // an abstract name for AF_UNIX, (family, raw bytes) otherwise. Null with an exception set.
 nb::object address_to_python(const sockaddr* address, socklen_t length) noexcept;
 
+// The host string of an in_addr (family AF_INET) or in6_addr (AF_INET6), as inet_ntop
+// writes it.
+nb::object host_to_python(int family, const void* raw) noexcept;
+
+// The tuple of an AF_INET or AF_INET6 sockaddr around its host string `host`: (host, port),
+// or (host, port, flowinfo, scope_id).
+nb::object ip_address_to_python(const sockaddr* address, PyObject* host) noexcept;
+
 // The plain forms of an address that socket.sendto() accepts, converted without a lookup:
 // (numeric IPv4, port) for AF_INET; (numeric IPv6 without a scope suffix, port[, flowinfo
 // [, scope_id]]) for AF_INET6; a str or bytes path for AF_UNIX; every integer exactly an int
