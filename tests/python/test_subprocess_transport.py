@@ -226,6 +226,34 @@ def test_without_an_exit_descriptor_a_thread_waits(pyloop_module, monkeypatch, e
 
 
 @pytest.mark.pyloop
+def test_a_watch_failing_otherwise_kills_and_reaps_the_child(pyloop_module, monkeypatch):
+    # An error that is not the kernel's (MemoryError here) leaves no way to watch the child:
+    # the start raises it, and the child is killed and reaped, not left as a zombie.
+    import os
+    import time
+    from data_bridge.pyloop import _subprocess
+
+    started = []
+
+    def fail(loop, pid, callback):
+        started.append(pid)
+        raise MemoryError
+
+    monkeypatch.setattr(_subprocess, "watch_child", fail)
+    loop = pyloop_module.new_event_loop()
+    try:
+        with pytest.raises(MemoryError):
+            loop.run_until_complete(asyncio.create_subprocess_exec("sleep", "30"))
+    finally:
+        loop.close()
+    [pid] = started
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not os.path.exists(f"/proc/{pid}"), "the child is still there (running or a zombie)"
+
+
+@pytest.mark.pyloop
 def test_status_taken_by_popen_itself_is_reported(pyloop_module):
     # Popen.wait() reaps the child before the loop's watch does: the watch finds ECHILD and
     # the transport reports the Popen's status (asyncio's watchers would report 255).

@@ -80,6 +80,10 @@ def _wait_in_thread(loop, pid, callback) -> None:
     threading.Thread(target=wait, name=f"pyloop-waitpid-{pid}", daemon=True).start()
 
 
+def _ignore_exit(pid, returncode) -> None:
+    """The exit callback of a child nobody waits for any more."""
+
+
 class SubprocessMethods:
     """Mixin of PyLoop: child processes."""
 
@@ -151,7 +155,10 @@ class SubprocessMethods:
         try:
             self._watch_child_exit(transp)
         except BaseException:
-            transp.close()  # kills the child; nothing will reap it but the policy's waiter
+            # Not even a waiting thread was set up (MemoryError, KeyboardInterrupt...): the
+            # child is killed, and reaped in the background so that no zombie stays.
+            transp.close()
+            _wait_in_thread(self, transp.get_pid(), _ignore_exit)
             raise
         try:
             await waiter
