@@ -70,7 +70,7 @@ extern const native_watch_kind sock_op_kind;        // bindings/bind_sock_ops.cp
 extern const native_watch_kind datagram_read_kind;    // bindings/bind_datagram_io.cpp
 extern const native_watch_kind datagram_write_kind;   // bindings/bind_datagram_io.cpp
 extern const native_watch_kind datagram_resume_kind;  // bindings/bind_datagram_io.cpp
-extern const native_watch_kind child_watch_kind;    // bindings/bind_subprocess.cpp
+extern const native_watch_kind child_watch_kind;    // bindings/bind_child_watch.cpp
 
 // The native kind of cb, or null (a Python handle, or a core-internal entry).
 const native_watch_kind* native_kind_of(const pyloop::callback& cb) noexcept;
@@ -90,5 +90,6 @@ void export_sock_ops(nb::module_& m);
 void export_pipe(nb::module_& m);
 void export_datagram_io(nb::module_& m);
 void export_subprocess(nb::module_& m);
+void export_child_watch(nb::module_& m);
 
 }  // namespace pyloop::bindings

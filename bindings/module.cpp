@@ -18,4 +18,5 @@ NB_MODULE(_pyloop, m) {
   export_pipe(m);
   export_datagram_io(m);
   export_subprocess(m);
+  export_child_watch(m);
 }

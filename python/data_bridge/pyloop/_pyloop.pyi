@@ -193,7 +193,7 @@ class DatagramIO:
 
 def install_datagram_methods(cls: type) -> None: ...
 
-# -- Subprocesses (bindings/bind_subprocess.cpp; python/data_bridge/pyloop/_spawn.py) -----
+# -- Subprocesses (bind_subprocess.cpp, bind_child_watch.cpp; python/.../_spawn.py) ------
 
 # True where spawn() honours every field (glibc 2.34+); elsewhere Popen starts the children.
 def fast_spawn_available() -> bool: ...
