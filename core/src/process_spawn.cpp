@@ -116,10 +116,11 @@ int add_actions(const spawn_request& r, const spawn_fds& fds, posix_spawn_file_a
   for (std::size_t k = 0; k < r.pass_fd_count && err == 0; ++k) {
     const int keep = r.pass_fds[k];
     if (keep < next) continue;  // a duplicate, or a standard descriptor
-    // Close what is open below the kept descriptor (closing a closed one is harmless: glibc
-    // ignores EBADF for in-range close actions), then keep it, inheritable.
+    // Close every descriptor below the kept one, open or not (glibc ignores EBADF for an
+    // in-range close action), then keep it, inheritable. Not asking which are open now
+    // matters: another thread may open a descriptor between this list and the spawn.
     for (int fd = next; fd < keep && err == 0; ++fd) {
-      if (::fcntl(fd, F_GETFD) >= 0) err = ::posix_spawn_file_actions_addclose(fa, fd);
+      err = ::posix_spawn_file_actions_addclose(fa, fd);
     }
     if (err == 0) err = ::posix_spawn_file_actions_adddup2(fa, keep, keep);
     next = keep + 1;
