@@ -374,6 +374,10 @@ def run_echo_client(programs, server, conns, size, duration, warmup, stall=5.0,
         client.kill()
         client.communicate()
         raise server.failure(f"{program} still running after {limit:g} s") from None
+    except BaseException:  # Ctrl-C, a failure reading its first line: no client left behind
+        client.kill()
+        client.communicate()
+        raise
     # The servers are still running (not reaped), so the children's usage that grew is the
     # client's.
     after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - started
