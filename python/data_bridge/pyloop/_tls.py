@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import _ssl
 import ssl
+import sys
 import types
 from asyncio import base_events, selector_events, sslproto
 
@@ -35,8 +36,11 @@ _SHUTDOWN = sslproto.SSLProtocolState.SHUTDOWN
 # The native data phase drives the SSL object Python's _ssl module made: only when both use
 # the same libssl (the same library, not another copy of the same version).
 # An _ssl built into the interpreter (no file of its own) is not checked: asyncio's path.
+# The bindings read the SSL object at its place in _ssl's _SSLSocket, which is the same from
+# CPython 3.11 to 3.14 (Modules/_ssl.c); a later version runs asyncio's path until checked.
+_SSL_LAYOUT_KNOWN = (3, 11) <= sys.version_info[:2] <= (3, 14)
 _SSL_MODULE_FILE = getattr(_ssl, "__file__", None)
-NATIVE_TLS = _SSL_MODULE_FILE is not None and _pyloop.tls_shares_openssl(
+NATIVE_TLS = _SSL_LAYOUT_KNOWN and _SSL_MODULE_FILE is not None and _pyloop.tls_shares_openssl(
     _SSL_MODULE_FILE, ssl.OPENSSL_VERSION_NUMBER)
 
 _ERR_LIB_OFFSET = 23  # OpenSSL 3's ERR_GET_LIB / ERR_GET_REASON split of an error code
