@@ -106,11 +106,14 @@ tls_result tls_session::failure(int ret) noexcept {
   return r;
 }
 
-tls_result tls_session::read(char* out, std::size_t capacity) noexcept {
+// SSL_read or SSL_write until `size` bytes are through or OpenSSL stops (want_read, closed,
+// failed): the result carries what was done before it stopped.
+template <typename Call>
+tls_result tls_session::transfer(std::size_t size, Call call) noexcept {
   std::size_t done = 0;
-  while (done < capacity) {
+  while (done < size) {
     ERR_clear_error();
-    const int n = SSL_read(ssl_, out + done, clamp(capacity - done));
+    const int n = call(done, clamp(size - done));
     if (n <= 0) {
       tls_result r = failure(n);
       r.size = done;
@@ -121,19 +124,12 @@ tls_result tls_session::read(char* out, std::size_t capacity) noexcept {
   return tls_result{done, tls_status::ok, 0, 0};
 }
 
+tls_result tls_session::read(char* out, std::size_t capacity) noexcept {
+  return transfer(capacity, [&](std::size_t done, int n) { return SSL_read(ssl_, out + done, n); });
+}
+
 tls_result tls_session::write(const char* data, std::size_t size) noexcept {
-  std::size_t done = 0;
-  while (done < size) {
-    ERR_clear_error();
-    const int n = SSL_write(ssl_, data + done, clamp(size - done));
-    if (n <= 0) {
-      tls_result r = failure(n);
-      r.size = done;
-      return r;
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return tls_result{done, tls_status::ok, 0, 0};
+  return transfer(size, [&](std::size_t done, int n) { return SSL_write(ssl_, data + done, n); });
 }
 
 tls_result tls_session::read_from(const char* data, std::size_t size, char* out,

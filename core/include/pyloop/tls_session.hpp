@@ -79,6 +79,8 @@ class tls_session {
 
  private:
   tls_result failure(int ret) noexcept;
+  template <typename Call>
+  tls_result transfer(std::size_t size, Call call) noexcept;
 
   ssl_st* ssl_;  // the connection (borrowed: its owner frees it, never this class)
 };
