@@ -200,25 +200,27 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
                 return
             except (BlockingIOError, InterruptedError):
                 pass  # the socket module took the address: it waits in the backlog
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on datagram transport")
+                self._send_failed(exc)
                 return
         try:
             resolved = _numeric_address(self._sock, addr)
-        except OSError as exc:
-            self._protocol.error_received(exc)
-            return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._fatal_error(exc, "Fatal write error on datagram transport")
+            self._send_failed(exc)
             return
         self._send_resolved(data, resolved)
+
+    def _send_failed(self, exc) -> None:
+        """A failed send, as asyncio reports it: an OSError to the protocol's
+        error_received, anything else a fatal error of the transport."""
+        if isinstance(exc, OSError):
+            self._protocol.error_received(exc)
+        else:
+            self._fatal_error(exc, "Fatal write error on datagram transport")
 
     def get_write_buffer_size(self) -> int:
         return self._io.pending
