@@ -1,6 +1,6 @@
 # Makefile — the project's commands. `make main` and `make test` are the README's two commands.
 .PHONY: setup build main demo bench bench-net bench-io bench-quick test test-python test-cpp test-checks test-versions \
-        conformance conformance-update sanitize clean
+        conformance conformance-update sanitize soak clean
 
 PY := .venv/bin/python
 JOBS ?= 2
@@ -47,7 +47,7 @@ bench-quick: setup
 # structural and leak checks, CPython's asyncio suite on PyLoop against its expectations, and
 # the Python suites again against an ASan + UBSan build, then on the other CPython versions
 # installed here.
-test: setup test-cpp test-python test-checks conformance sanitize test-versions
+test: setup test-cpp test-python test-checks conformance sanitize test-versions soak
 
 test-cpp:
 	cmake -S . -B build/cpp -G Ninja -DPYLOOP_BUILD_EXTENSION=OFF -DPYLOOP_BUILD_TESTS=ON \
@@ -78,6 +78,12 @@ conformance-update:
 # The Python suite against an AddressSanitizer + UBSan build of the extension.
 sanitize: setup
 	bash scripts/sanitize.sh
+
+# A real aiohttp server on PyLoop under 10^6 requests and 10^4+ connections opened and closed
+# (wrk and a churn client on the other CPU): descriptors, tasks, gc objects and RSS must stay
+# flat (tests/soak/run_soak.py states the bounds). About 1.5 minutes.
+soak: setup
+	$(PY) tests/soak/run_soak.py
 
 clean:
 	rm -rf build
