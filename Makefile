@@ -13,7 +13,7 @@ build: setup
 # The main job: an example asyncio program on PyLoop, then the side-by-side benchmark tables
 # (the core loop, then networking: TCP echo and HTTP against the machine's C floor, then
 # echo at 1 and 10 connections compared request by request, then UDP, subprocesses, pipes
-# and TLS).
+# and TLS, then FastAPI (uvicorn) and aiohttp under wrk).
 main: setup
 	$(PY) examples/hello_pyloop.py
 	$(PY) benchmarks/run.py
@@ -21,6 +21,7 @@ main: setup
 	$(PY) benchmarks/net/paired.py --pin split --duration 5
 	$(PY) benchmarks/net/paired.py --pin split --duration 5 --conns 10
 	$(PY) benchmarks/net/run_io.py
+	$(PY) benchmarks/net/run_web.py
 
 demo: setup
 	$(PY) examples/hello_pyloop.py
@@ -33,6 +34,7 @@ bench-net: setup
 	$(PY) benchmarks/net/paired.py --pin split --duration 5
 	$(PY) benchmarks/net/paired.py --pin split --duration 5 --conns 10
 	$(PY) benchmarks/net/run_io.py
+	$(PY) benchmarks/net/run_web.py
 
 # UDP echo, subprocess spawn, cat pipe round trips, TLS echo (issue 10).
 bench-io: setup
@@ -42,6 +44,7 @@ bench-quick: setup
 	$(PY) benchmarks/run.py --quick
 	$(PY) benchmarks/net/run.py --quick
 	$(PY) benchmarks/net/run_io.py --quick
+	$(PY) benchmarks/net/run_web.py --quick
 
 # Every test: the C++ core (GoogleTest), the behaviour suite on asyncio and PyLoop, the
 # structural and leak checks, CPython's asyncio suite on PyLoop against its expectations, and

@@ -330,19 +330,21 @@ def floor_server(programs, cpus=None):
                   cpus=cpus)
 
 
-def uvicorn_server(loop):
-    for module in ("uvicorn", "httptools"):
+def uvicorn_server(loop, app="asgi_app:app", cpus=None, modules=()):
+    """uvicorn (httptools) serving `app` (module:attribute in benchmarks/net) on `loop`;
+    `modules` are the app's own requirements (checked like uvicorn's)."""
+    for module in ("uvicorn", "httptools", *modules):
         if not _has_module(module):
             raise Unavailable(f"no {module}", f"{module} not installed: .venv/bin/pip install "
                               "-r benchmarks/net/requirements.txt")
-    command = [sys.executable, "-B", "-m", "uvicorn", "asgi_app:app", "--app-dir", HERE,
+    command = [sys.executable, "-B", "-m", "uvicorn", app, "--app-dir", HERE,
                "--host", HOST, "--port", "{port}", "--loop", UVICORN_LOOP[loop],
                "--http", "httptools", "--ws", "none", "--lifespan", "off",
                "--no-access-log", "--log-level", "warning", "--workers", "1"]
     env = None
     if UVICORN_LOOP[loop].startswith("loops:"):
         env = {"PYTHONPATH": os.pathsep.join(filter(None, (BENCH, os.environ.get("PYTHONPATH"))))}
-    return Server(f"uvicorn --loop {UVICORN_LOOP[loop]}", command, env=env)
+    return Server(f"uvicorn --loop {UVICORN_LOOP[loop]}", command, env=env, cpus=cpus)
 
 
 def _has_module(name):
@@ -452,15 +454,17 @@ def require_wrk():
     return wrk
 
 
-def run_wrk(server, duration, connections, threads):
-    """One wrk run (whole seconds, at least 1) against `server`; returns parse_wrk's dict."""
+def run_wrk(server, duration, connections, threads, cpus=None):
+    """One wrk run (whole seconds, at least 1) against `server`, on `cpus` if given; returns
+    parse_wrk's dict."""
     wrk = require_wrk()
     seconds = max(1, int(round(duration)))
     command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "2s",
                f"http://{HOST}:{server.port}/"]
     limit = seconds + 20
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=limit,
+                              preexec_fn=pin_to(cpus))
     except subprocess.TimeoutExpired:
         raise server.failure(f"wrk still running after {limit} s") from None
     result = parse_wrk(done.stdout)
