@@ -10,7 +10,9 @@ Serves, on the loop named by --loop (pyloop by default; asyncio and uvloop to co
                     (len(gc.get_objects())), RSS (VmRSS), the requests and connections served
                     so far, the tasks alive; as JSON
 
-Prints "READY <port>" once listening. An error the loop reports (its exception handler) is
+--leak fd|object|memory makes GET / leak on purpose (a descriptor every 10^4 requests, a gc
+object every 100, 64 bytes of RSS every request): run_soak.py --leak checks that its bounds
+catch each. Prints "READY <port>" once listening. An error the loop reports (its exception handler) is
 counted and printed on stderr, and /_soak/stats reports the count: the soak fails on any.
 """
 
@@ -50,9 +52,22 @@ def rss_kib():
     return 0
 
 
-def make_app(counters):
+LEAK_EVERY = {"fd": 10_000, "object": 100, "memory": 1}  # requests per thing leaked
+
+
+def make_app(counters, leak=None):
+    kept = []  # what --leak leaks
+    every = LEAK_EVERY.get(leak, 0)
+
     async def hello(request):
         counters.requests += 1
+        if every and counters.requests % every == 0:
+            if leak == "fd":
+                kept.append(os.open("/dev/null", os.O_RDONLY))
+            elif leak == "object":
+                kept.append([counters.requests])  # a list: always tracked by gc
+            else:
+                kept.append(bytes(64))  # not tracked by gc: RSS only
         return web.json_response(PAYLOAD)
 
     async def echo(request):
@@ -87,7 +102,7 @@ def make_app(counters):
     return app
 
 
-async def serve(host, port, counters):
+async def serve(host, port, counters, leak):
     loop = asyncio.get_running_loop()
 
     def on_error(loop, context):
@@ -95,7 +110,7 @@ async def serve(host, port, counters):
         loop.default_exception_handler(context)
 
     loop.set_exception_handler(on_error)
-    runner = web.AppRunner(make_app(counters), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_app(counters, leak), access_log=None, handle_signals=False)
     await runner.setup()
 
     def protocol():  # aiohttp's own protocol factory, counted
@@ -116,10 +131,12 @@ def main():
     parser.add_argument("--loop", default="pyloop", choices=("asyncio", "uvloop", "pyloop"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--leak", choices=tuple(LEAK_EVERY),
+                        help="leak on purpose (to check the soak's bounds)")
     args = parser.parse_args()
     counters = Counters()
     with asyncio.Runner(loop_factory=loops.factory(args.loop)) as runner:
-        runner.run(serve(args.host, args.port, counters))
+        runner.run(serve(args.host, args.port, counters, args.leak))
 
 
 if __name__ == "__main__":
