@@ -105,11 +105,16 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--ways", default=",".join(WAYS),
+                        help=f"comma list of ways to use in turn (default: all, {','.join(WAYS)})")
     args = parser.parse_args()
+    ways = [way.strip() for way in args.ways.split(",") if way.strip()]
+    if not ways or set(ways) - set(WAYS):
+        parser.error(f"--ways: choose among {', '.join(WAYS)}")
     counts = dict.fromkeys(WAYS, 0)
     try:
         for index in range(args.connections):
-            way = WAYS[index % len(WAYS)]
+            way = ways[index % len(ways)]
             one(way, args.host, args.port)
             counts[way] += 1
     except Exception as exc:  # noqa: BLE001  (reported, then exit 1)
