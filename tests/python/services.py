@@ -2,15 +2,16 @@
 #
 # Each server is started the first time a test asks for its fixture, on a loopback port chosen
 # here and with a data directory of its own, and is stopped (its directory removed) when the
-# session ends. The same stop also runs from atexit and from SIGTERM/SIGHUP, and each server
-# gets SIGKILL-proof protection: it is started with a parent-death signal, so a test process
-# that dies without cleaning up takes its servers with it. The Debian packages' own instances
-# (port 5432, /var/lib/postgresql) are never used.
+# session ends. The same stop also runs from atexit and from SIGTERM/SIGHUP. Each server runs
+# under a guard (service_guard.py) holding one end of a socket pair whose other end is ours:
+# when this process ends, however it ends (also SIGKILL), the guard sees end of file and stops
+# the server. The guard detaches, so no server is a child of the test process (tests reaping
+# every child with os.waitpid(-1) do not see them). The Debian packages' own instances (port
+# 5432, /var/lib/postgresql) are never used.
 #
 # A missing binary fails the test that needs it, naming scripts/setup.sh: it never skips.
 
 import atexit
-import ctypes
 import glob
 import os
 import pwd
@@ -18,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -25,8 +27,8 @@ import pytest
 
 SETUP_HINT = "install it with scripts/setup.sh (its APT_PACKAGES list)"
 START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
+STOP_TIMEOUT_S = 15.0  # the guard's own limit (10 s, then SIGKILL) and a margin
+GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "service_guard.py")
 
 # Variables of the test process that must not reach a server: the sanitizer run preloads
 # libasan into every child, and Python's own settings mean nothing to C servers.
@@ -46,16 +48,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def _die_with_parent():
-    """preexec_fn: the child gets SIGKILL when the test process's thread that started it ends.
-
-    Runs after Popen's user/group switch, which would otherwise clear the setting."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: atexit and the signal handlers still stop the servers
-
-
 def port_accepts(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -64,12 +56,13 @@ def port_accepts(port):
         return False
 
 
-def wait_until_ready(ready, proc, name, log_path, timeout=START_TIMEOUT_S):
+def wait_until_ready(ready, server, name, log_path, timeout=START_TIMEOUT_S):
     """Return once ready() is true; fail if the server exits first or takes too long."""
     deadline = time.monotonic() + timeout
     while True:
-        if proc.poll() is not None:
-            pytest.fail(f"{name} exited with {proc.returncode} at start-up:\n{_tail(log_path)}",
+        code = server.exit_code()
+        if code is not None:
+            pytest.fail(f"{name} exited with {code} at start-up:\n{_tail(log_path)}",
                         pytrace=False)
         if ready():
             return
@@ -87,37 +80,117 @@ def _tail(path, lines=30):
         return "(no log)"
 
 
+def write_certificate(workdir, account):
+    """A certificate authority and a server certificate for 127.0.0.1/localhost, as files
+    in workdir readable by the server's account only (PostgreSQL refuses a shared key).
+
+    Returns (cert path, key path, CA path)."""
+    import trustme  # made at run time, never checked in; imported only when a server starts
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    paths = []
+    for name, blob in (("server.crt", cert.cert_chain_pems[0]), ("server.key", cert.private_key_pem),
+                       ("ca.crt", ca.cert_pem)):
+        path = os.path.join(workdir, name)
+        blob.write_to_path(path)
+        os.chmod(path, 0o600)
+        if account is not None:
+            os.chown(path, *account)
+        paths.append(path)
+    return tuple(paths)
+
+
 class Server:
-    """One running server process: its address, data directory and how to stop it.
+    """One server running under its guard: its address, data directory and how to stop it.
 
     Thread safety: used from the test process's main thread (fixtures, atexit, signals)."""
 
-    def __init__(self, name, proc, port, workdir, stop_signal):
+    def __init__(self, name, link, workdir):
         self.name = name  # "postgresql" or "redis"
-        self.proc = proc  # the server's Popen
-        self.host = "127.0.0.1"  # loopback only
-        self.port = port  # the TCP port it listens on
+        self.link = link  # our end of the guard's socket pair; closing it stops the server
         self.workdir = workdir  # its data directory and log, removed at stop
-        self.stop_signal = stop_signal  # the signal asking it for a fast, clean shutdown
+        self.host = "127.0.0.1"  # loopback only
+        self.port = None  # the TCP port it listens on
+        self.pid = None  # the server's process id, as the guard reported it
+        self._exit = None  # the exit status the guard reported, once it did
+        self._pending = b""  # bytes from the guard not yet split into lines
+
+    def _read(self, timeout):
+        """Read what the guard said within timeout; False at end of file."""
+        self.link.settimeout(timeout)
+        try:
+            data = self.link.recv(256)
+        except (socket.timeout, BlockingIOError):
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            return False
+        self._pending += data
+        while b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
+            word, _, value = line.decode().partition(" ")
+            if word == "pid":
+                self.pid = int(value)
+            elif word == "exit":
+                self._exit = int(value)
+        return True
+
+    def wait_started(self):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while self.pid is None and self._exit is None and time.monotonic() < deadline:
+            if not self._read(0.2):
+                self._exit = -1
+        if self.pid is None and self._exit is None:
+            self._exit = -1
+
+    def exit_code(self):
+        """The server's exit status if it has exited (-1: the guard vanished), else None."""
+        if self._exit is None and not self._read(0):
+            self._exit = -1
+        return self._exit
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.link.fileno() != -1:
             try:
-                self.proc.send_signal(self.stop_signal)
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            except ProcessLookupError:
+                self.link.shutdown(socket.SHUT_WR)  # end of file: the guard stops the server
+                deadline = time.monotonic() + STOP_TIMEOUT_S
+                while time.monotonic() < deadline and self._read(0.5):
+                    pass
+            except OSError:
                 pass
+            self.link.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def launch(name, command, workdir, stop_signal, account=None):
+    """Start command under a guard; return its Server once the guard reported its pid."""
+    ours, theirs = socket.socketpair()
+    args = [sys.executable, GUARD, str(theirs.fileno()), workdir, str(int(stop_signal))]
+    if account is not None:
+        args += ["--user", f"{account[0]}:{account[1]}"]
+    args += ["--", *command]
+    try:
+        # Returns as soon as the guard has detached (its first process exits at once).
+        subprocess.run(args, env=_server_env(), pass_fds=[theirs.fileno()],
+                       stdin=subprocess.DEVNULL, check=True)
+    except BaseException:
+        ours.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    finally:
+        theirs.close()
+    server = Server(name, ours, workdir)
+    server.wait_started()
+    return server
 
 
 def _wait_or_stop(server, name, log_path, ready):
     """Register the server for the session's stop, then wait until it serves (or stop it)."""
     SERVICES.add(server)
     try:
-        wait_until_ready(ready, server.proc, name, log_path)
+        wait_until_ready(ready, server, name, log_path)
     except BaseException:
         SERVICES.running.pop(server.name, None)
         server.stop()
@@ -203,23 +276,19 @@ def start_postgres():
         pytest.fail(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}",
                     pytrace=False)
     port = free_port()
+    cert, key, ca = write_certificate(workdir, account)
     settings = {
-        "listen_addresses": "127.0.0.1", "port": str(port), "unix_socket_directories": "",
+        "listen_addresses": "127.0.0.1", "port": str(port), "unix_socket_directories": workdir,
+        "ssl": "on", "ssl_cert_file": cert, "ssl_key_file": key,
         "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
         "shared_buffers": "16MB", "max_connections": "40", "logging_collector": "off",
     }
     args = [os.path.join(bindir, "postgres"), "-D", datadir]
-    for key, value in settings.items():
-        args += ["-c", f"{key}={value}"]
-    log = open(log_path, "wb")
-    try:
-        proc = subprocess.Popen(args, env=env, cwd=workdir, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent, **user_kw)
-    finally:
-        log.close()
+    for name, value in settings.items():
+        args += ["-c", f"{name}={value}"]
     # SIGINT is PostgreSQL's "fast" shutdown: clients are disconnected, nothing is waited for.
-    server = Server("postgresql", proc, port, workdir, signal.SIGINT)
+    server = launch("postgresql", args, workdir, signal.SIGINT, account)
+    server.port = port
     pg_isready = [os.path.join(bindir, "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
                   "-U", "pyloop", "-d", "postgres", "-t", "1"]
 
@@ -232,6 +301,8 @@ def start_postgres():
     server.user = "pyloop"
     server.database = "postgres"
     server.dsn = f"postgresql://pyloop@127.0.0.1:{port}/postgres"
+    server.socket_dir = workdir  # the Unix socket is socket_dir/.s.PGSQL.<port>
+    server.ca_file = ca  # the authority that signed the server's certificate
     return server
 
 
@@ -244,16 +315,23 @@ def start_redis():
         pytest.fail(f"redis-server is not installed; {SETUP_HINT}", pytrace=False)
     workdir = tempfile.mkdtemp(prefix="pyloop-redis-")
     log_path = os.path.join(workdir, "server.log")
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    cert, key, ca = write_certificate(workdir, None)
+    unix_path = os.path.join(workdir, "redis.sock")
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", workdir,
+            "--unixsocket", unix_path, "--unixsocketperm", "700",
+            "--tls-port", str(tls_port), "--tls-cert-file", cert, "--tls-key-file", key,
+            "--tls-ca-cert-file", ca, "--tls-auth-clients", "no",
             "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--logfile", log_path, "--protected-mode", "yes"]
-    proc = subprocess.Popen(args, env=_server_env(), cwd=workdir, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            preexec_fn=_die_with_parent)
-    server = Server("redis", proc, port, workdir, signal.SIGTERM)
-    _wait_or_stop(server, "redis-server", log_path, lambda: port_accepts(port))
+            "--protected-mode", "yes"]
+    server = launch("redis", args, workdir, signal.SIGTERM)
+    server.port = port
+    _wait_or_stop(server, "redis-server", log_path,
+                  lambda: port_accepts(port) and port_accepts(tls_port))
     server.url = f"redis://127.0.0.1:{port}/0"
+    server.tls_port = tls_port  # TLS (no client certificate asked for)
+    server.unix_path = unix_path  # its Unix socket
+    server.ca_file = ca  # the authority that signed the server's certificate
     return server
 
 
@@ -262,7 +340,8 @@ def start_redis():
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A PostgreSQL server of this session: .dsn, .host, .port, .user, .database."""
+    """A PostgreSQL server of this session: .dsn, .host, .port, .user, .database, .socket_dir;
+    TLS on the same port, signed by .ca_file."""
     server = start_postgres()
     yield server
     SERVICES.running.pop(server.name, None)
@@ -271,7 +350,8 @@ def postgres_server():
 
 @pytest.fixture(scope="session")
 def redis_server():
-    """A Redis server of this session: .url, .host, .port."""
+    """A Redis server of this session: .url, .host, .port, .unix_path, and TLS on .tls_port
+    signed by .ca_file."""
     server = start_redis()
     yield server
     SERVICES.running.pop(server.name, None)

@@ -10,6 +10,7 @@ import decimal
 import io
 import json
 import os
+import ssl
 import time
 import uuid
 
@@ -53,6 +54,34 @@ def test_connect_and_typed_queries(loop, postgres_server):
             await conn.close()
 
     loop.run_until_complete(main())
+
+
+def test_tls_and_unix_socket(loop, postgres_server):
+    # TLS is negotiated inside PostgreSQL's protocol (an SSLRequest message, then the handshake
+    # on the same connection): asyncpg connects in plain TCP and upgrades with loop.start_tls().
+    async def main():
+        ctx = ssl.create_default_context(cafile=postgres_server.ca_file)
+        secure = await connect(postgres_server, ssl=ctx)
+        required = await asyncpg.connect(postgres_server.dsn + "?sslmode=require")
+        plain = await connect(postgres_server, ssl=False)
+        unix = await asyncpg.connect(host=postgres_server.socket_dir, port=postgres_server.port,
+                                     user=postgres_server.user,
+                                     database=postgres_server.database)
+        conns = (secure, required, plain, unix)
+        try:
+            query = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            ssl_in_use = [await c.fetchval(query) for c in conns]
+            big = "x" * (2 << 20)  # many TLS records each way
+            assert await secure.fetchval("SELECT $1::text", big) == big
+            assert await unix.fetchval("SELECT $1::text", big) == big
+            assert await secure.fetchval("SELECT inet_server_addr()") is not None
+            assert await unix.fetchval("SELECT inet_server_addr()") is None  # a Unix socket
+            return ssl_in_use
+        finally:
+            for c in conns:
+                await c.close()
+
+    assert loop.run_until_complete(main()) == [True, True, False, False]
 
 
 def test_prepared_statements_and_executemany(loop, postgres_server):

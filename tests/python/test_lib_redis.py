@@ -54,6 +54,27 @@ def test_get_set_and_expiry(loop, redis_server):
     loop.run_until_complete(main())
 
 
+def test_tls_and_unix_socket(loop, redis_server):
+    async def main():
+        secure = aioredis.Redis(host="127.0.0.1", port=redis_server.tls_port, ssl=True,
+                                ssl_ca_certs=redis_server.ca_file, decode_responses=True)
+        unix = aioredis.Redis(unix_socket_path=redis_server.unix_path, decode_responses=True)
+        k, n = key("k"), key("n")
+        try:
+            big = "t" * (3 << 20)  # many TLS records
+            assert await secure.set(k, big) is True
+            assert await unix.get(k) == big
+            await unix.set(k, "via unix")
+            assert await secure.get(k) == "via unix"
+            results = await asyncio.gather(*(secure.incr(n) for _ in range(50)))
+            assert sorted(results) == list(range(1, 51))
+        finally:
+            await secure.aclose()
+            await unix.aclose()
+
+    loop.run_until_complete(main())
+
+
 def test_pipeline_and_multi_exec(loop, redis_server):
     async def main():
         r = client(redis_server, decode_responses=True)
