@@ -187,6 +187,44 @@ def test_copy_in_and_out(loop, postgres_server):
     loop.run_until_complete(main())
 
 
+def test_copy_flow_control(loop, postgres_server):
+    # Megabytes each way: COPY IN fills the transport's write buffer (asyncpg waits for the
+    # protocol's resume_writing), and a slow COPY OUT sink makes asyncpg pause the transport's
+    # reading until the sink catches up.
+    async def main():
+        conn = await connect(postgres_server)
+        try:
+            await conn.execute("CREATE TEMP TABLE big (id int, payload text)")
+            line = "p" * 1000
+
+            async def chunks():
+                for start in range(0, 12000, 1000):
+                    yield "".join(f"{i}\t{line}\n" for i in range(start, start + 1000)).encode()
+
+            assert await conn.copy_to_table("big", source=chunks()) == "COPY 12000"
+            received = bytearray()
+            pauses = 0
+
+            async def slow_sink(data):
+                nonlocal pauses
+                received.extend(data)
+                if len(received) // (1 << 20) > pauses:  # one pause per MiB
+                    pauses += 1
+                    await asyncio.sleep(0.02)
+
+            status = await conn.copy_from_query("SELECT id, payload FROM big ORDER BY id",
+                                                output=slow_sink)
+            rows = bytes(received).split(b"\n")[:-1]
+            assert status == "COPY 12000" and len(rows) == 12000
+            assert rows[11999] == f"11999\t{line}".encode()
+            assert pauses >= 10
+            assert await conn.fetchval("SELECT sum(length(payload)) FROM big") == 12_000_000
+        finally:
+            await conn.close()
+
+    loop.run_until_complete(main())
+
+
 def test_listen_notify(loop, postgres_server):
     async def main():
         listener = await connect(postgres_server)
@@ -292,3 +330,56 @@ def test_close_and_terminate(loop, postgres_server):
 
     before, after = loop.run_until_complete(main())
     assert after == before
+
+
+def test_server_side_termination_and_notices(loop, postgres_server):
+    # The server ends a session (pg_terminate_backend): the client sees end of file, fails the
+    # query in flight, and tells its termination listener; notices reach the log listener.
+    async def main():
+        victim = await connect(postgres_server)
+        admin = await connect(postgres_server)
+        terminated = asyncio.get_running_loop().create_future()
+        notices = []
+        victim.add_termination_listener(lambda conn: terminated.set_result(conn is victim))
+        victim.add_log_listener(lambda conn, msg: notices.append((msg.severity, msg.message)))
+        try:
+            await victim.execute("DO $$ BEGIN RAISE NOTICE 'hello %', 42; END $$")
+            query = asyncio.ensure_future(victim.fetchval("SELECT pg_sleep(10)"))
+            await asyncio.sleep(0.1)
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)",
+                                        victim.get_server_pid()) is True
+            with pytest.raises((asyncpg.AdminShutdownError, asyncpg.ConnectionDoesNotExistError)):
+                await asyncio.wait_for(query, 5)
+            assert await asyncio.wait_for(terminated, 5) is True
+            assert victim.is_closed()
+            return notices
+        finally:
+            await victim.close()
+            await admin.close()
+
+    assert loop.run_until_complete(main()) == [("NOTICE", "hello 42")]
+
+
+def test_connect_failures(loop, postgres_server):
+    async def main():
+        from services import free_port
+
+        closed_port = free_port()
+        with pytest.raises(OSError):
+            await asyncpg.connect(host="127.0.0.1", port=closed_port, user="pyloop")
+        # Several hosts: the refused one is skipped, the next one answers.
+        conn = await asyncpg.connect(host=["127.0.0.1", "127.0.0.1"],
+                                     port=[closed_port, postgres_server.port],
+                                     user=postgres_server.user,
+                                     database=postgres_server.database)
+        try:
+            assert await conn.fetchval("SELECT 5") == 5
+        finally:
+            await conn.close()
+        with pytest.raises(asyncpg.InvalidCatalogNameError):
+            await asyncpg.connect(host="127.0.0.1", port=postgres_server.port, user="pyloop",
+                                  database="no_such_database")
+        # asyncpg closed that transport without waiting; let it finish before the loop closes.
+        await asyncio.sleep(0.05)
+
+    loop.run_until_complete(main())

@@ -51,6 +51,12 @@ class EchoService:
         async for message in request_iterator:
             yield message.upper()
 
+    def blocking(self, request, context):
+        # A plain function: grpc.aio runs it in the loop's default executor.
+        time.sleep(0.01)
+        context.set_trailing_metadata((("handled-by", "thread"),))
+        return request[::-1]
+
     async def slow(self, request, context):
         try:
             await asyncio.sleep(10)
@@ -68,6 +74,7 @@ class EchoService:
             "ClientStream": h.stream_unary_rpc_method_handler(
                 self.client_stream, identity, identity),
             "Bidi": h.stream_stream_rpc_method_handler(self.bidi, identity, identity),
+            "Blocking": h.unary_unary_rpc_method_handler(self.blocking, identity, identity),
             "Slow": h.unary_unary_rpc_method_handler(self.slow, identity, identity),
         }
         return grpc.method_handlers_generic_handler(SERVICE, methods)
@@ -205,3 +212,40 @@ def test_cancellation(loop):
         assert await unary(b"after") == b"echo:after"  # the channel still works
 
     run_with_server(loop, body)
+
+
+def test_synchronous_handler_and_metadata(loop):
+    async def body(channel, service):
+        blocking = method(channel, "unary_unary", "Blocking")
+        call = blocking(b"abc", metadata=(("x-trace", "1"),))
+        assert await call == b"cba"
+        assert ("handled-by", "thread") in tuple(await call.trailing_metadata())
+        replies = await asyncio.gather(*(blocking(str(i).encode()) for i in range(20)))
+        assert replies == [str(i).encode()[::-1] for i in range(20)]
+
+    run_with_server(loop, body)
+
+
+def test_graceful_stop_lets_calls_finish(loop):
+    async def main():
+        service = EchoService()
+        service.cancelled = asyncio.Event()
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((service.handler(),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            blocking = method(channel, "unary_unary", "Blocking")
+            slow = method(channel, "unary_unary", "Slow")
+            assert await blocking(b"warm") == b"mraw"
+            in_flight = asyncio.ensure_future(slow(b""))
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            await server.stop(grace=0.3)  # the slow call is cut off when the grace ends
+            assert 0.2 <= time.monotonic() - started < 5
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await in_flight
+            assert info.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+            assert await server.wait_for_termination(timeout=1) is False  # already stopped
+
+    loop.run_until_complete(main())

@@ -9,6 +9,7 @@ import os
 import time
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
@@ -147,6 +148,48 @@ def test_pubsub(loop, redis_server):
     loop.run_until_complete(main())
 
 
+def test_bursts_keep_order(loop, redis_server):
+    # Thousands of replies arrive in few reads: a pipelined burst of publications reaches the
+    # subscriber in order, and a 10,000-command pipeline answers each command.
+    async def main():
+        r = client(redis_server, decode_responses=True)
+        publisher = client(redis_server, decode_responses=True)
+        channel, count = key("burst"), 3000
+        try:
+            async with r.pubsub(ignore_subscribe_messages=True) as ps:
+                await ps.subscribe(channel)
+                await ps.get_message(timeout=1)  # the subscription confirmation
+
+                async def publish():
+                    async with publisher.pipeline(transaction=False) as pipe:
+                        for i in range(count):
+                            pipe.publish(channel, str(i))
+                        await pipe.execute()
+
+                publishing = asyncio.ensure_future(publish())
+                got = []
+                while len(got) < count:
+                    message = await ps.get_message(timeout=5)
+                    if message is None:
+                        break
+                    got.append(int(message["data"]))
+                await publishing
+            assert got == list(range(count))
+            keys = [key(f"p{i}") for i in range(10000)]
+            async with r.pipeline(transaction=False) as pipe:
+                for i, k in enumerate(keys):
+                    pipe.set(k, str(i) * 10, ex=60)
+                assert all(await pipe.execute())
+            values = await r.mget(keys)
+            assert values == [str(i) * 10 for i in range(10000)]
+            await r.delete(*keys)
+        finally:
+            await publisher.aclose()
+            await r.aclose()
+
+    loop.run_until_complete(main())
+
+
 def test_blpop_times_out_and_wakes(loop, redis_server):
     async def main():
         r = client(redis_server, decode_responses=True)
@@ -222,6 +265,31 @@ def test_task_cancelled_mid_command(loop, redis_server):
                     pass
             assert len(await r.get(k)) == 8 << 20
         finally:
+            await r.aclose()
+
+    loop.run_until_complete(main())
+
+
+def test_server_closes_the_connection(loop, redis_server):
+    # The server drops the client (CLIENT KILL): the next command fails or reconnects, as
+    # redis-py's retry policy says, and never reads a stale reply.
+    async def main():
+        r = client(redis_server, decode_responses=True, single_connection_client=True)
+        admin = client(redis_server, decode_responses=True)
+        k = key("k")
+        try:
+            await r.set(k, "v")
+            my_id = await r.client_id()
+            assert await admin.client_kill_filter(_id=my_id) == 1
+            await asyncio.sleep(0.05)
+            try:
+                value = await r.get(k)
+            except redis.exceptions.ConnectionError:
+                value = await r.get(k)  # the failed command dropped the connection
+            assert value == "v"
+            assert await r.client_id() != my_id
+        finally:
+            await admin.aclose()
             await r.aclose()
 
     loop.run_until_complete(main())
