@@ -57,6 +57,17 @@ class EchoService:
         context.set_trailing_metadata((("handled-by", "thread"),))
         return request[::-1]
 
+    def blocking_stream(self, request, context):
+        # A plain generator: grpc.aio iterates it on an executor thread and hands each item
+        # to the loop with run_coroutine_threadsafe.
+        for i in range(int(request)):
+            yield f"t{i}".encode()
+
+    def blocking_sum(self, request_iterator, context):
+        # A plain function reading a request stream: each request comes from the loop through
+        # run_coroutine_threadsafe, waited for on the executor thread.
+        return str(sum(int(r) for r in request_iterator)).encode()
+
     async def slow(self, request, context):
         try:
             await asyncio.sleep(10)
@@ -75,6 +86,10 @@ class EchoService:
                 self.client_stream, identity, identity),
             "Bidi": h.stream_stream_rpc_method_handler(self.bidi, identity, identity),
             "Blocking": h.unary_unary_rpc_method_handler(self.blocking, identity, identity),
+            "BlockingStream": h.unary_stream_rpc_method_handler(
+                self.blocking_stream, identity, identity),
+            "BlockingSum": h.stream_unary_rpc_method_handler(
+                self.blocking_sum, identity, identity),
             "Slow": h.unary_unary_rpc_method_handler(self.slow, identity, identity),
         }
         return grpc.method_handlers_generic_handler(SERVICE, methods)
@@ -222,6 +237,21 @@ def test_synchronous_handler_and_metadata(loop):
         assert ("handled-by", "thread") in tuple(await call.trailing_metadata())
         replies = await asyncio.gather(*(blocking(str(i).encode()) for i in range(20)))
         assert replies == [str(i).encode()[::-1] for i in range(20)]
+
+    run_with_server(loop, body)
+
+
+def test_synchronous_streaming_handlers(loop):
+    async def body(channel, service):
+        stream = method(channel, "unary_stream", "BlockingStream")
+        assert [m async for m in stream(b"300")] == [f"t{i}".encode() for i in range(300)]
+        total = method(channel, "stream_unary", "BlockingSum")
+
+        async def numbers():
+            for i in range(200):
+                yield str(i).encode()
+
+        assert await total(numbers()) == str(sum(range(200))).encode()
 
     run_with_server(loop, body)
 
