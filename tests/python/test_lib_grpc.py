@@ -10,6 +10,7 @@
 # call_soon_threadsafe and run_in_executor as asyncio's does.
 
 import asyncio
+import gc
 import time
 
 import grpc
@@ -279,3 +280,27 @@ def test_graceful_stop_lets_calls_finish(loop):
             assert await server.wait_for_termination(timeout=1) is False  # already stopped
 
     loop.run_until_complete(main())
+
+
+def test_server_collected_while_running_shuts_down(loop):
+    # grpc.aio.Server.__del__ schedules the shutdown on its loop with create_task (with
+    # run_coroutine_threadsafe instead when create_task raises asyncio's debug-mode
+    # "Non-thread-safe operation" error).
+    async def main():
+        service = EchoService()
+        service.cancelled = asyncio.Event()
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((service.handler(),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            unary = method(channel, "unary_unary", "Unary")
+            assert await unary(b"up") == b"echo:up"
+            del server
+            gc.collect()
+            await asyncio.sleep(0.2)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await unary(b"down", timeout=2)
+            return info.value.code()
+
+    assert loop.run_until_complete(main()) == grpc.StatusCode.UNAVAILABLE
