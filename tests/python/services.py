@@ -41,6 +41,12 @@ def _server_env():
     return env
 
 
+def make_workdir(prefix):
+    """A new private directory for one server. Under /tmp, not $TMPDIR: a Unix socket path must
+    stay under 108 bytes, and as root the directory's parents must be open to `postgres`."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp" if os.path.isdir("/tmp") else None)
+
+
 def free_port():
     """A loopback TCP port nobody listens on now (the kernel's pick)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -261,7 +267,7 @@ def start_postgres():
     account = _postgres_account()
     user_kw = {} if account is None else {"user": account[0], "group": account[1],
                                           "extra_groups": []}
-    workdir = tempfile.mkdtemp(prefix="pyloop-pg-")
+    workdir = make_workdir("pyloop-pg-")
     datadir = os.path.join(workdir, "data")
     log_path = os.path.join(workdir, "server.log")
     if account is not None:
@@ -313,7 +319,7 @@ def start_redis():
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(binary, os.X_OK):
         pytest.fail(f"redis-server is not installed; {SETUP_HINT}", pytrace=False)
-    workdir = tempfile.mkdtemp(prefix="pyloop-redis-")
+    workdir = make_workdir("pyloop-redis-")
     log_path = os.path.join(workdir, "server.log")
     port, tls_port = free_port(), free_port()
     cert, key, ca = write_certificate(workdir, None)
