@@ -62,14 +62,32 @@ def port_accepts(port):
         return False
 
 
+class PortTaken(Exception):
+    """The server could not bind the port free_port() picked: someone took it meanwhile."""
+
+
+def with_port_retries(start, attempts=3):
+    """Call start() again, on new ports, when its port was taken between pick and bind."""
+    def retrying():
+        for attempt in range(attempts):
+            try:
+                return start()
+            except PortTaken as exc:
+                if attempt == attempts - 1:
+                    pytest.fail(f"no free port after {attempts} attempts:\n{exc}", pytrace=False)
+    return retrying
+
+
 def wait_until_ready(ready, server, name, log_path, timeout=START_TIMEOUT_S):
     """Return once ready() is true; fail if the server exits first or takes too long."""
     deadline = time.monotonic() + timeout
     while True:
         code = server.exit_code()
         if code is not None:
-            pytest.fail(f"{name} exited with {code} at start-up:\n{_tail(log_path)}",
-                        pytrace=False)
+            log = _tail(log_path)
+            if "already in use" in log:
+                raise PortTaken(log)
+            pytest.fail(f"{name} exited with {code} at start-up:\n{log}", pytrace=False)
         if ready():
             return
         if time.monotonic() > deadline:
@@ -262,7 +280,7 @@ def _postgres_account():
     return entry.pw_uid, entry.pw_gid
 
 
-def start_postgres():
+def _start_postgres_once():
     bindir = _postgres_bindir()
     account = _postgres_account()
     user_kw = {} if account is None else {"user": account[0], "group": account[1],
@@ -315,7 +333,7 @@ def start_postgres():
 # -- Redis -----------------------------------------------------------------------------------
 
 
-def start_redis():
+def _start_redis_once():
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(binary, os.X_OK):
         pytest.fail(f"redis-server is not installed; {SETUP_HINT}", pytrace=False)
@@ -339,6 +357,10 @@ def start_redis():
     server.unix_path = unix_path  # its Unix socket
     server.ca_file = ca  # the authority that signed the server's certificate
     return server
+
+
+start_postgres = with_port_retries(_start_postgres_once)
+start_redis = with_port_retries(_start_redis_once)
 
 
 # -- fixtures (imported by conftest.py) ------------------------------------------------------
