@@ -1,9 +1,9 @@
 # tests/python/server_procs.py: web servers (uvicorn, gunicorn, hypercorn) started as subprocesses
 # by the web-server tests, on a loopback port they choose themselves (port 0), found in their log.
 #
-# Each server runs in its own session (process group), so that stopping it reaches every worker
-# it forked or spawned; `serving()` stops the group on every exit path, failed tests included,
-# and kills it if it does not stop in time.
+# Each server runs in its own session (process group), so that every worker it forked or spawned
+# can be found and killed; `serving()` stops the server on every exit path, failed tests
+# included, then kills what is left of the group.
 
 import contextlib
 import os
@@ -71,14 +71,14 @@ class ServerProcess:
         return int(self.wait_for(ADDRESS.pattern)[0].group(1))
 
     def stop(self, sig=signal.SIGTERM):
-        """Signal the whole group, wait for the leader; kill the group if it lingers.
+        """Signal the server (the process started), as a process manager would, and wait for it
+        to stop its workers and exit; then kill whatever is left of its group.
 
-        Returns the leader's exit code (None if it had to be killed)."""
+        Returns the server's exit code (None if it had to be killed)."""
         if self.proc.stdout.closed:  # stopped already: the group id may belong to others now
             return self.proc.returncode
         code = None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
+        self.proc.send_signal(sig)
         try:
             code = self.proc.wait(STOP_S)
         except subprocess.TimeoutExpired:

@@ -156,3 +156,17 @@ APPS = {"starlette": make_starlette_app, "fastapi": make_fastapi_app}
 # Module-level instances for the server command lines.
 starlette_app = make_starlette_app([])
 fastapi_app = make_fastapi_app([])
+
+
+def _asyncio_gunicorn_worker():
+    """uvicorn's gunicorn worker on asyncio's own loop: the reference PyLoop's worker is
+    compared with (uvicorn-worker's default, loop "auto", would pick uvloop)."""
+    try:
+        from uvicorn_worker import UvicornWorker
+    except ImportError:
+        return None
+    return type("AsyncioUvicornWorker", (UvicornWorker,),
+                {"CONFIG_KWARGS": {**UvicornWorker.CONFIG_KWARGS, "loop": "asyncio"}})
+
+
+AsyncioUvicornWorker = _asyncio_gunicorn_worker()
