@@ -3,13 +3,16 @@
 # same assertions: JSON, path and query parameters, a request body failing validation (422), a
 # streamed response, a WebSocket endpoint and lifespan startup/shutdown.
 #
-# uvicorn is started three ways: in-process on the `loop` fixture's loop (uvicorn.Server.serve),
-# through asyncio.run(..., loop_factory=...) on 3.12+, and as `python -m uvicorn --loop <factory>`
-# in a subprocess, where /whoami proves which loop the server really runs.
+# uvicorn is started four ways: in-process on the `loop` fixture's loop (uvicorn.Server.serve),
+# through asyncio.run(..., loop_factory=...) on 3.12+, by Server.run with the loop named by
+# import string (uvicorn.run's path), and as `python -m uvicorn --loop <factory>` in a
+# subprocess; /whoami proves which loop the server really runs.
 
 import asyncio
 import signal
 import sys
+import threading
+import time
 
 import pytest
 
@@ -106,6 +109,32 @@ def test_uvicorn_through_asyncio_run_with_loop_factory(loop_factory, app_name):
             return await serve_in_process(web_apps.APPS[app_name](events))
 
     assert asyncio.run(main(), loop_factory=loop_factory) == EXPECTED
+    assert events == ["startup", "shutdown"]
+
+
+@pytest.mark.parametrize("app_name", APP_NAMES)
+def test_uvicorn_server_run_with_loop_import_string(loop, loop_factory, app_name):
+    # uvicorn.run(app, loop=...) in code: Server.run makes its loop with the named factory. It
+    # runs in a thread here (where uvicorn installs no signal handlers); the client runs on
+    # the fixture's loop, of the same kind.
+    events = []
+    config = uvicorn.Config(web_apps.APPS[app_name](events), host="127.0.0.1", port=0,
+                            lifespan="on", log_level="warning", loop=loop_factory.spec)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn")
+    thread.start()
+    try:
+        deadline = time.monotonic() + LONG
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        port = server.servers[0].sockets[0].getsockname()[1]
+        got = run(loop, talk(f"http://127.0.0.1:{port}", web_apps.loop_name(loop)), timeout=LONG)
+    finally:
+        server.should_exit = True
+        thread.join(LONG)
+    assert not thread.is_alive()
+    assert got == EXPECTED
     assert events == ["startup", "shutdown"]
 
 
