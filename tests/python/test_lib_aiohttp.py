@@ -159,9 +159,16 @@ def test_large_chunked_request_and_response_bodies(loop):
     assert streamed == ("chunked", BIG, expected)
 
 
-def test_file_response_whole_and_ranged(loop, tmp_path):
+def test_file_response_whole_and_ranged(loop, tmp_path, monkeypatch):
     data = pattern(3 * 1024 * 1024 + 17)
     (tmp_path / "data.bin").write_bytes(data)
+
+    # aiohttp serves files with loop.sendfile(transport, ...); over a plain socket both loops
+    # take the native sendfile, never the read-and-write fallback.
+    def no_fallback(*args):
+        raise AssertionError("loop.sendfile fell back to reads and writes")
+
+    monkeypatch.setattr(type(loop), "_sendfile_fallback", no_fallback)
 
     async def main():
         async with Served(make_app(tmp_path)) as srv, aiohttp.ClientSession() as session:
