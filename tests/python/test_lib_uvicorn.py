@@ -72,9 +72,10 @@ EXPECTED = {
 }
 
 
-async def serve_in_process(app):
+async def serve_in_process(app, http="auto", ws="auto"):
     """Serve `app` with uvicorn.Server on the running loop, talk to it, stop it."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
+                            http=http, ws=ws)
     server = uvicorn.Server(config)
     serving_task = asyncio.ensure_future(server.serve())
     try:
@@ -91,10 +92,17 @@ async def serve_in_process(app):
         await serving_task
 
 
+# uvicorn's protocol implementations: "auto" is httptools and websockets (sans-I/O); h11 and
+# wsproto pace their reading differently.
+IMPLEMENTATIONS = {"auto": ("auto", "auto"), "h11-wsproto": ("h11", "wsproto")}
+
+
+@pytest.mark.parametrize("impl", sorted(IMPLEMENTATIONS))
 @pytest.mark.parametrize("app_name", APP_NAMES)
-def test_uvicorn_in_process_on_the_loop(loop, app_name):
+def test_uvicorn_in_process_on_the_loop(loop, app_name, impl):
     events = []
-    got = run(loop, serve_in_process(web_apps.APPS[app_name](events)), timeout=LONG)
+    app = web_apps.APPS[app_name](events)
+    got = run(loop, serve_in_process(app, *IMPLEMENTATIONS[impl]), timeout=LONG)
     assert got == EXPECTED
     assert events == ["startup", "shutdown"]
 
