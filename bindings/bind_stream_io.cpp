@@ -383,6 +383,7 @@ PyObject* stream_io_set_write_limits(PyObject* self, PyObject* const* args, Py_s
 PyObject* get_pending(PyObject* self, void*) { return PyLong_FromSize_t(as_stream_io(self)->writer.size()); }
 PyObject* get_waiting(PyObject* self, void*) { return PyBool_FromLong(as_stream_io(self)->writer.waiting()); }
 PyObject* get_reading(PyObject* self, void*) { return PyBool_FromLong(as_stream_io(self)->reader.reading()); }
+PyObject* get_hung_up(PyObject* self, void*) { return PyBool_FromLong(as_stream_io(self)->reader.peer_hung_up()); }
 PyObject* get_fd(PyObject* self, void*) { return PyLong_FromLong(as_stream_io(self)->writer.fd()); }
 
 PyObject* get_lost(PyObject* self, void*) { return PyLong_FromLong(as_stream_io(self)->lost); }
@@ -438,6 +439,7 @@ PyGetSetDef stream_io_getset[] = {
     {"pending", get_pending, nullptr, "Queued bytes (no flush).", nullptr},
     {"waiting", get_waiting, nullptr, "True while data waits for writability.", nullptr},
     {"reading", get_reading, nullptr, "True while the read callback is installed.", nullptr},
+    {"hung_up", get_hung_up, nullptr, "The loop's wait reported an error or hang-up (a reset) while reading.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

@@ -41,6 +41,7 @@ callback io_watch::remove(direction d) noexcept {
 
 void io_watch::on_ready(unsigned bits) {
   if (detached_) return;
+  if (bits & hangup) saw_hangup_ = true;
   if (bits & readable) queue(direction::read);
   if (bits & writable) queue(direction::write);
 }

@@ -346,6 +346,11 @@ callback loop_driver::unwatch(int fd, io_watch::direction d) {
   return removed;
 }
 
+bool loop_driver::saw_hangup(int fd) const {
+  auto found = watches_.find(fd);
+  return found != watches_.end() && found->second->saw_hangup();
+}
+
 bool loop_driver::watching(int fd, io_watch::direction d) const {
   auto found = watches_.find(fd);
   return found != watches_.end() && found->second->has(d);

@@ -98,6 +98,7 @@ readiness_set::result readiness_set::wait(int timeout_ms) noexcept {
     unsigned bits = 0;
     if (e & ~static_cast<unsigned>(EPOLLIN)) bits |= writable;
     if (e & ~static_cast<unsigned>(EPOLLOUT)) bits |= readable;
+    if (e & static_cast<unsigned>(EPOLLERR | EPOLLHUP)) bits |= hangup;
     ready_[count++] = ready_descriptor{fd, bits};
   }
   return result{ready_, count};
@@ -159,7 +160,8 @@ readiness_set::result readiness_set::wait(int timeout_ms) noexcept {
     if (events[i].filter == EVFILT_USER) continue;  // the wakeup (EV_CLEAR resets it)
     const int fd = static_cast<int>(events[i].ident);
     unsigned bits = events[i].filter == EVFILT_WRITE ? writable : readable;
-    if (events[i].flags & EV_ERROR) bits = readable | writable;
+    if (events[i].flags & EV_ERROR) bits = readable | writable | hangup;
+    if ((events[i].flags & EV_EOF) && events[i].fflags != 0) bits |= hangup;  // with an error
     // kqueue reports each filter separately: merge the two of one descriptor.
     if (count > 0 && ready_[count - 1].fd == fd) {
       ready_[count - 1].bits |= bits;

@@ -60,6 +60,8 @@ bool stream_reader::read_into_buffer() {
   return events_.buffer_updated(owner_, static_cast<std::size_t>(got.bytes));
 }
 
+bool stream_reader::peer_hung_up() const { return loop_.saw_hangup(fd_); }
+
 callback_status stream_reader::run_watch(void* payload) noexcept {
   stream_reader* r = from_watch(payload);
   const stream_reader_events& events = r->events_;

@@ -45,6 +45,30 @@ TEST(IoWatch, ReaderRunsEveryIterationWhileDataIsUnread) {
   EXPECT_EQ(rec.live, 0);
 }
 
+TEST(IoWatch, AHangUpIsRememberedWhileTheDescriptorIsWatched) {
+  recorder rec;
+  socket_pair sp;
+  loop_driver loop;
+  rec.on_run = [&](int) {
+    char buffer[16];
+    while (::read(sp.fds[0], buffer, sizeof buffer) > 0) {
+    }
+  };
+  callback replaced;
+  ASSERT_FALSE(loop.watch(sp.fds[0], dir::read, rec.make(1), replaced));
+  ASSERT_EQ(::write(sp.fds[1], "x", 1), 1);
+  for (int i = 0; i < 20 && rec.ran.empty(); ++i) loop.run_once();
+  EXPECT_FALSE(loop.saw_hangup(sp.fds[0]));  // data alone
+  ASSERT_EQ(::shutdown(sp.fds[1], SHUT_RDWR), 0);
+  for (int i = 0; i < 20 && rec.ran.size() < 2; ++i) loop.run_once();
+  EXPECT_TRUE(loop.saw_hangup(sp.fds[0]));
+  callback removed = loop.unwatch(sp.fds[0], dir::read);
+  removed.discard();
+  EXPECT_FALSE(loop.saw_hangup(sp.fds[0]));  // no watch: nothing remembered
+  loop.clear();
+  EXPECT_EQ(rec.live, 0);
+}
+
 TEST(IoWatch, ReaderStopsOnceDataIsConsumed) {
   recorder rec;
   socket_pair sp;

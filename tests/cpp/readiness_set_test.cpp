@@ -7,7 +7,9 @@
 #include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -62,7 +64,7 @@ TEST(ReadinessSet, InterestChangesAddAndDropDirections) {
   EXPECT_TRUE(wait_for(set, 0).empty());
 }
 
-TEST(ReadinessSet, HangUpWakesBothDirections) {
+TEST(ReadinessSet, HangUpWakesBothDirectionsAndIsReported) {
   readiness_set set;
   ASSERT_FALSE(set.open());
   socket_pair sp;
@@ -71,7 +73,41 @@ TEST(ReadinessSet, HangUpWakesBothDirections) {
   sp.fds[1] = -1;
   auto got = wait_for(set, 1000);
   ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0].bits, static_cast<unsigned>(readable | writable));
+  EXPECT_EQ(got[0].bits, static_cast<unsigned>(readable | writable | hangup));
+}
+
+TEST(ReadinessSet, APeersResetIsReportedAsHangUpWithTheDataBeforeIt) {
+  readiness_set set;
+  ASSERT_FALSE(set.open());
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  int server = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK);
+  ASSERT_GE(server, 0);
+  ASSERT_FALSE(set.update(server, 0, readable));
+  ASSERT_EQ(::write(client, "GET", 3), 3);
+  auto got = wait_for(set, 1000);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].bits, static_cast<unsigned>(readable));  // data alone: no hang-up
+  linger reset{1, 0};  // close() sends RST
+  ASSERT_EQ(::setsockopt(client, SOL_SOCKET, SO_LINGER, &reset, sizeof reset), 0);
+  ::close(client);
+  got = wait_for(set, 1000);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].bits, static_cast<unsigned>(readable | writable | hangup));
+  char buffer[8];
+  EXPECT_EQ(::read(server, buffer, sizeof buffer), 3);  // the data sent before the reset
+  ASSERT_FALSE(set.update(server, readable, 0));
+  ::close(server);
+  ::close(listener);
 }
 
 TEST(ReadinessSet, ClosedDescriptorsLeaveQuietlyAndTheirNumbersCanBeRegisteredAgain) {

@@ -1,5 +1,6 @@
 # tests/python/test_net_faults.py: faults on stream transports and servers, reported as asyncio
-# reports them: peer reset (connection_lost(ConnectionResetError), no exception-handler call),
+# reports them: peer reset (connection_lost(ConnectionResetError), no exception-handler call;
+# is_closing() true right after writes that meet it),
 # the peer closing in the middle of a large write, half-close, writes after close (silently
 # dropped, a warning on the "asyncio" logger from the fifth one on), EMFILE on accept (the server
 # logs through the exception handler and keeps serving), and Server.close_clients /
@@ -78,6 +79,35 @@ def test_peer_reset_while_reading_paused_reported_by_write(loop):
                 break
         exc = await proto.lost
         assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
+        assert transport.get_write_buffer_size() == 0
+
+    run(loop, main())
+
+
+def test_reset_shows_in_is_closing_right_after_the_answer_is_written(loop):
+    # The peer sends a request and resets at once; the answer is written in a later turn, as
+    # a task answering a request writes it. asyncio's write() offers it to the kernel, the
+    # send fails and the transport closes, so is_closing() is True right after the writes
+    # (uvicorn asks exactly this before arming a keep-alive timer for the connection).
+    async def main():
+        seen = []
+
+        class Answering(Recorder):
+            def data_received(self, data):
+                super().data_received(data)
+                loop.call_soon(self.answer)
+
+            def answer(self):
+                self.transport.write(b"HTTP/1.1 200 OK\r\n")
+                self.transport.write(b"Content-Length: 0\r\n\r\n")
+                seen.append(self.transport.is_closing())
+
+        transport, proto, peer = await connect_to_listener(loop, lambda: Answering(loop))
+        peer.send(b"GET / HTTP/1.1\r\n\r\n")
+        reset(peer)
+        exc = await proto.lost
+        assert seen == [True]
+        assert isinstance(exc, ConnectionError), repr(exc)
         assert transport.get_write_buffer_size() == 0
 
     run(loop, main())

@@ -45,6 +45,10 @@ class io_watch {
   void detach() noexcept;
 
   int fd() const noexcept { return fd_; }
+  // A wait reported an error or hang-up on the descriptor (readiness_bits::hangup) since it
+  // was first watched: the peer reset the connection, say. Sticky; a descriptor watched
+  // again after its callbacks were all removed starts with a fresh watch.
+  bool saw_hangup() const noexcept { return saw_hangup_; }
 
   // Visits the installed callbacks (for garbage-collector traversal).
   template <class Visitor>
@@ -85,6 +89,7 @@ class io_watch {
   unsigned registered_ = 0;  // interest registered in set_ (readiness_bits)
   int refs_ = 1;           // registry + queued dispatches
   bool detached_ = false;  // detach() was called
+  bool saw_hangup_ = false;  // a wait reported hangup (see saw_hangup())
 };
 
 }  // namespace pyloop

@@ -133,6 +133,8 @@ class loop_driver {
   std::error_code watch(int fd, io_watch::direction d, callback cb, callback& replaced) noexcept;
   callback unwatch(int fd, io_watch::direction d);
   bool watching(int fd, io_watch::direction d) const;
+  // A wait reported an error or hang-up on fd while it was watched (io_watch::saw_hangup).
+  bool saw_hangup(int fd) const;
 
   // I/O sources registered in the readiness set. While there are none, an iteration with
   // ready callbacks skips the readiness poll entirely: nothing but the wakeup could be

@@ -7,8 +7,10 @@
 namespace pyloop {
 
 // Bits of interest and of readiness. An error or hang-up on a descriptor reports both, as
-// asyncio's selectors do, so whichever callback is installed runs and meets the error.
-enum readiness_bits : unsigned { readable = 1u, writable = 2u };
+// asyncio's selectors do, so whichever callback is installed runs and meets the error; it
+// also reports `hangup` (never an interest): the kernel said so (EPOLLERR or EPOLLHUP, such
+// as a peer's reset; kqueue's EV_ERROR, or EV_EOF carrying an error).
+enum readiness_bits : unsigned { readable = 1u, writable = 2u, hangup = 4u };
 
 struct ready_descriptor {
   int fd;

@@ -65,6 +65,9 @@ class stream_reader {
   // Removes it; a read already queued for this iteration does not run.
   void stop() noexcept;
   bool reading() const noexcept { return installed_; }
+  // The loop's wait reported an error or hang-up on the descriptor while it was read (a
+  // peer's reset): a write queued now would fail when sent.
+  bool peer_hung_up() const;
   void* owner() const noexcept { return owner_; }
 
   // The readiness callback's table, and its payload's reader (GC traversal).

@@ -250,6 +250,12 @@ class SocketTransport(
     # -- closing -------------------------------------------------------------------------
 
     def is_closing(self) -> bool:
+        # asyncio's write() has already offered its data to the kernel when code asks this,
+        # so a reset peer shows here at once. When the loop's wait has reported an error or
+        # hang-up on the socket, what is queued is sent now, and the send's error closes the
+        # transport as it would have inside asyncio's write().
+        if not self._closing and self._io.pending and self._io.hung_up:
+            self._io.flush()
         return self._closing
 
     def close(self) -> None:
