@@ -85,7 +85,7 @@ sanitize: setup
 
 # A real aiohttp server on PyLoop under 10^6 requests and 10^4+ connections opened and closed
 # (wrk and a churn client on the other CPU): descriptors, tasks, gc objects and RSS must stay
-# flat (tests/soak/run_soak.py states the bounds). About 1.5 minutes.
+# flat (tests/soak/run_soak.py states the bounds). 1-1.5 minutes on the 2-core machine.
 soak: setup
 	$(PY) tests/soak/run_soak.py
 
