@@ -91,5 +91,6 @@ void export_pipe(nb::module_& m);
 void export_datagram_io(nb::module_& m);
 void export_subprocess(nb::module_& m);
 void export_child_watch(nb::module_& m);
+void export_file_io(nb::module_& m);
 
 }  // namespace pyloop::bindings

@@ -19,4 +19,5 @@ NB_MODULE(_pyloop, m) {
   export_datagram_io(m);
   export_subprocess(m);
   export_child_watch(m);
+  export_file_io(m);
 }

@@ -1,0 +1,201 @@
+// core/src/file_io.cpp — the file system calls of file_job, run on a worker of the native
+// runtime: whole transfers (short reads and writes continued, EINTR retried).
+#include "pyloop/file_io.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "pyloop/native_runtime.hpp"
+
+namespace pyloop {
+namespace {
+
+// First read past the expected size; doubled while the file goes on.
+constexpr std::size_t overflow_chunk = 64 * 1024;
+
+int open_retrying(const char* path, int flags, unsigned mode) noexcept {
+  int fd;
+  do {
+    fd = ::open(path, flags | O_CLOEXEC, static_cast<mode_t>(mode));
+  } while (fd < 0 && errno == EINTR);
+  return fd;
+}
+
+// One read of up to n bytes at the job's position (its offset, or the descriptor's).
+ssize_t read_some(const file_job& job, char* into, std::size_t n, std::size_t done) noexcept {
+  ssize_t got;
+  do {
+    got = job.offset >= 0 ? ::pread(job.fd, into, n, job.offset + static_cast<off_t>(done))
+                          : ::read(job.fd, into, n);
+  } while (got < 0 && errno == EINTR);
+  return got;
+}
+
+// Fills data, then (to_end) overflow until read() reports the end: st_size is only a hint,
+// since the file may grow meanwhile or report no size at all.
+void read_file(file_job& job) noexcept {
+  bool at_end = false;
+  while (job.transferred < job.capacity) {
+    ssize_t got = read_some(job, job.data + job.transferred, job.capacity - job.transferred, job.transferred);
+    if (got < 0) {
+      job.error = errno;
+      return;
+    }
+    if (got == 0) {
+      at_end = true;
+      break;
+    }
+    job.transferred += static_cast<std::size_t>(got);
+  }
+  if (!job.to_end || at_end) return;
+  std::size_t chunk = overflow_chunk;
+  try {
+    for (;;) {
+      const std::size_t used = job.overflow.size();
+      if (job.transferred + used >= job.limit) return;
+      chunk = std::min(chunk, job.limit - job.transferred - used);
+      job.overflow.resize(used + chunk);
+      ssize_t got = read_some(job, job.overflow.data() + used, chunk, job.transferred + used);
+      if (got <= 0) {
+        job.overflow.resize(used);
+        if (got < 0) job.error = errno;
+        return;
+      }
+      job.overflow.resize(used + static_cast<std::size_t>(got));
+      chunk = std::min<std::size_t>(chunk * 2, 16 * 1024 * 1024);
+    }
+  } catch (...) {  // std::bad_alloc while growing overflow
+    job.error = ENOMEM;
+  }
+}
+
+void write_all(file_job& job) noexcept {
+  while (job.transferred < job.length) {
+    const char* from = job.source + job.transferred;
+    const std::size_t n = job.length - job.transferred;
+    ssize_t put;
+    do {
+      put = job.offset >= 0 ? ::pwrite(job.fd, from, n, job.offset + static_cast<off_t>(job.transferred))
+                            : ::write(job.fd, from, n);
+    } while (put < 0 && errno == EINTR);
+    if (put < 0) {
+      job.error = errno;
+      return;
+    }
+    job.transferred += static_cast<std::size_t>(put);
+  }
+}
+
+// The descriptor's offset after a transfer: known from the job's own offset, else asked
+// (an O_APPEND write ends wherever the file ended). -1 for descriptors without one.
+void note_position(file_job& job) noexcept {
+  if (job.offset >= 0) {
+    job.position = job.offset + static_cast<std::int64_t>(job.transferred + job.overflow.size());
+  } else {
+    off_t at = ::lseek(job.fd, 0, SEEK_CUR);
+    job.position = at < 0 ? -1 : at;
+  }
+}
+
+// close() is not retried on EINTR: on Linux the descriptor is gone whatever it returns.
+int close_descriptor(int fd) noexcept { return ::close(fd) < 0 && errno != EINTR ? errno : 0; }
+
+void open_file(file_job& job) noexcept {
+  job.fd = open_retrying(job.path.c_str(), job.flags, job.mode);
+  if (job.fd < 0) {
+    job.error = errno;
+    return;
+  }
+  job.owns_fd = true;
+  if (::fstat(job.fd, &job.info) < 0) {
+    job.error = errno;
+  } else if (S_ISDIR(job.info.st_mode)) {
+    // open(2) lets a directory be opened for reading; built-in open() refuses it so.
+    job.error = EISDIR;
+  }
+  if (job.error != 0) {
+    ::close(job.fd);
+    job.fd = -1;
+    job.owns_fd = false;
+  }
+}
+
+void write_path(file_job& job) noexcept {
+  job.fd = open_retrying(job.path.c_str(), job.flags, job.mode);
+  if (job.fd < 0) {
+    job.error = errno;
+    return;
+  }
+  write_all(job);
+  const int closed = close_descriptor(job.fd);
+  job.fd = -1;
+  if (job.error == 0) job.error = closed;  // a deferred write error (NFS) shows at close
+}
+
+}  // namespace
+
+file_job::~file_job() {
+  if (owns_fd && fd >= 0) ::close(fd);
+}
+
+void run_file_job(file_job& job) noexcept {
+  switch (job.op) {
+    case file_op::open:
+      open_file(job);
+      return;
+    case file_op::read:
+      read_file(job);
+      if (job.error == 0) note_position(job);
+      if (job.close_after) {
+        const int closed = close_descriptor(job.fd);
+        if (job.error == 0) job.error = closed;
+        job.fd = -1;
+        job.owns_fd = false;
+      }
+      return;
+    case file_op::write:
+      write_all(job);
+      if (job.error == 0) note_position(job);
+      return;
+    case file_op::write_path:
+      write_path(job);
+      return;
+    case file_op::stat: {
+      int rc;
+      if (job.fd >= 0) {
+        rc = ::fstat(job.fd, &job.info);
+      } else {
+        rc = job.follow_symlinks ? ::stat(job.path.c_str(), &job.info) : ::lstat(job.path.c_str(), &job.info);
+      }
+      if (rc < 0) job.error = errno;
+      return;
+    }
+    case file_op::truncate: {
+      int rc;
+      do {
+        rc = ::ftruncate(job.fd, static_cast<off_t>(job.offset));
+      } while (rc < 0 && errno == EINTR);
+      if (rc < 0) job.error = errno;
+      return;
+    }
+    case file_op::close:
+      job.error = close_descriptor(job.fd);
+      job.fd = -1;
+      job.owns_fd = false;
+      return;
+  }
+}
+
+void submit_file_job(std::shared_ptr<loop_mailbox> mailbox, file_job* job, const callback_ops* ops) {
+  run_on_native_runtime([mailbox = std::move(mailbox), job, ops] {
+    run_file_job(*job);
+    // The loop is gone: the requester's discard frees the job (and whatever it holds) here.
+    if (!mailbox->deliver(callback{ops, job})) ops->discard(job);
+  });
+}
+
+}  // namespace pyloop
