@@ -23,6 +23,7 @@ import asyncio
 import errno
 import os
 import stat as _stat
+import threading
 
 from . import _pyloop
 
@@ -40,7 +41,14 @@ class NativeOps:
     async def open(self, path, flags, mode, filename):
         done = self.loop.create_future()
         _pyloop.file_open(self.loop, done, path, flags, mode, filename, False)
-        return await done
+        try:
+            return await done
+        except asyncio.CancelledError:
+            # Cancelled after the open completed (its result already in the future): the
+            # descriptor is closed on the runtime, nobody waiting for it.
+            if done.done() and not done.cancelled() and done.exception() is None:
+                _pyloop.file_close(self.loop, self.loop.create_future(), done.result()[0])
+            raise
 
     async def read_path(self, path, filename):
         done = self.loop.create_future()
@@ -100,14 +108,13 @@ class ExecutorOps:
         self.loop = loop  # the running loop
 
     async def _run(self, func, *args, leftover=None):
-        # Shielded: a cancelled caller leaves the call running; leftover(result) then
-        # releases what it produced (a descriptor an open returns after the cancel).
-        work = self.loop.run_in_executor(None, func, *args)
+        if leftover is None:
+            return await self.loop.run_in_executor(None, func, *args)
+        call = _Releasing(func, args, leftover)
         try:
-            return await asyncio.shield(work)
+            return await self.loop.run_in_executor(None, call)
         except asyncio.CancelledError:
-            if leftover is not None:
-                work.add_done_callback(lambda f: _release(f, leftover))
+            call.abandon()
             raise
 
     async def open(self, path, flags, mode, filename):
@@ -137,9 +144,34 @@ class ExecutorOps:
         return await self._run(os.close, fd)
 
 
-def _release(work, leftover):
-    if not work.cancelled() and work.exception() is None:
-        leftover(work.result())
+class _Releasing:
+    """A call whose result (a descriptor) is released if its caller was cancelled: by the
+    worker when it finishes after the cancel, else by the caller. Not through the loop,
+    which may be closed by the time the worker finishes."""
+
+    def __init__(self, func, args, leftover):
+        self._func = func  # the blocking call
+        self._args = args  # its arguments
+        self._leftover = leftover  # releases a result nobody will take
+        self._lock = threading.Lock()  # guards the two fields below
+        self._abandoned = False  # the caller was cancelled
+        self._results = []  # the result, once the call returned (while not abandoned)
+
+    def __call__(self):
+        result = self._func(*self._args)
+        with self._lock:
+            if not self._abandoned:
+                self._results.append(result)
+                return result
+        self._leftover(result)
+        return None
+
+    def abandon(self):
+        with self._lock:
+            self._abandoned = True
+            results, self._results = self._results, []
+        for result in results:
+            self._leftover(result)
 
 
 def _named(exc, filename):

@@ -37,10 +37,19 @@ def _ops():
     return ops_for(asyncio.get_running_loop())
 
 
+def _file_path(file):
+    """(encoded path, name) as open() takes a file: errors name os.fspath(file)."""
+    name = os.fspath(file)
+    raw = os.fsencode(name)
+    if b"\0" in raw:
+        raise ValueError("embedded null byte")
+    return raw, name
+
+
 async def read(path, *, encoding=None, errors=None):
     """The whole file's content: bytes, or str decoded (newlines translated) with encoding=."""
-    raw = os.fsencode(path)
-    data = await _ops().read_path(raw, path)
+    raw, name = _file_path(path)
+    data = await _ops().read_path(raw, name)
     if encoding is None and errors is None:
         return data
     text = data.decode(_text_encoding(encoding), errors or "strict")
@@ -51,7 +60,7 @@ async def read(path, *, encoding=None, errors=None):
 
 async def write(path, data, *, encoding=None, errors=None):
     """Replace the file's content with data (str is encoded); returns the count written."""
-    raw = os.fsencode(path)
+    raw, name = _file_path(path)
     if isinstance(data, str):
         count = len(data)
         data = data.encode(_text_encoding(encoding), errors or "strict")
@@ -60,7 +69,7 @@ async def write(path, data, *, encoding=None, errors=None):
             raise TypeError("encoding and errors apply to str data only")
         count = None
     written = await _ops().write_path(
-        raw, data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _CREATE_MODE, path
+        raw, data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _CREATE_MODE, name
     )
     return written if count is None else count
 
@@ -69,7 +78,11 @@ async def stat(path, *, follow_symlinks=True):
     """os.stat(path) (or of a descriptor), without blocking the loop."""
     if isinstance(path, int):
         return await _ops().stat(None, path, True, None)
-    return await _ops().stat(os.fsencode(path), -1, follow_symlinks, path)
+    name = os.fspath(path)
+    raw = os.fsencode(name)
+    if b"\0" in raw:
+        raise ValueError("stat: embedded null character in path")
+    return await _ops().stat(raw, -1, follow_symlinks, name)
 
 
 def _parse_mode(mode, buffering, encoding, errors, newline):
@@ -139,8 +152,8 @@ def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None)
     await. Writes are not buffered (buffering is accepted and checked, not used).
     """
     flags, text = _parse_mode(mode, buffering, encoding, errors, newline)
-    raw = os.fsencode(file)
-    return _Opening(_open(raw, file, mode, flags, text))
+    raw, name = _file_path(file)
+    return _Opening(_open(raw, name, mode, flags, text))
 
 
 async def _open(raw, name, mode, flags, text):
