@@ -3,13 +3,15 @@
 #include "pyloop/file_io.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 
-#include "pyloop/native_runtime.hpp"
+#include "pyloop/blocking_pool.hpp"
 
 namespace pyloop {
 namespace {
@@ -35,9 +37,26 @@ ssize_t read_some(const file_job& job, char* into, std::size_t n, std::size_t do
   return got;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older kernels refuse it (EINVAL), harmlessly
+#endif
+
+// Large destinations are fresh pages from the allocator (mmap): faulting them in with one
+// call costs less than a fault per page inside the kernel's copy.
+constexpr std::size_t populate_threshold = 256 * 1024;
+
+void populate(char* data, std::size_t n) noexcept {
+  if (n < populate_threshold) return;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + page - 1) & ~(page - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(data) + n) & ~(page - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
+}
+
 // Fills data, then (to_end) overflow until read() reports the end: st_size is only a hint,
 // since the file may grow meanwhile or report no size at all.
 void read_file(file_job& job) noexcept {
+  populate(job.data, job.capacity);
   bool at_end = false;
   while (job.transferred < job.capacity) {
     ssize_t got = read_some(job, job.data + job.transferred, job.capacity - job.transferred, job.transferred);
@@ -191,7 +210,7 @@ void run_file_job(file_job& job) noexcept {
 }
 
 void submit_file_job(std::shared_ptr<loop_mailbox> mailbox, file_job* job, const callback_ops* ops) {
-  run_on_native_runtime([mailbox = std::move(mailbox), job, ops] {
+  run_blocking([mailbox = std::move(mailbox), job, ops] {
     run_file_job(*job);
     // The loop is gone: the requester's discard frees the job (and whatever it holds) here.
     if (!mailbox->deliver(callback{ops, job})) ops->discard(job);

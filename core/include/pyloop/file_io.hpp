@@ -1,5 +1,5 @@
 // core/include/pyloop/file_io.hpp — file system calls (open, read, write, stat, close) on the
-// native runtime, completing into a loop through its mailbox.
+// blocking pool, completing into a loop through its mailbox.
 #pragma once
 
 #include <sys/stat.h>
@@ -63,7 +63,7 @@ struct file_job {
 // Does job's system calls on the calling thread (blocking); the result lands in job.
 void run_file_job(file_job& job) noexcept;
 
-// Runs job on the native runtime, then delivers callback{ops, job} to the mailbox: the
+// Runs job on the blocking pool (blocking_pool.hpp), then delivers callback{ops, job} to the mailbox: the
 // callback owns the job. If the mailbox is closed by then, ops->discard(job) runs on the
 // worker: the requester's discard must be callable from any thread.
 // If submitting throws (std::bad_alloc), job was not taken: the caller still owns it.
