@@ -16,7 +16,7 @@
 namespace pyloop {
 namespace {
 
-// First read past the expected size; doubled while the file goes on.
+// Bytes read at a time past the expected size (into a buffer on the worker's stack).
 constexpr std::size_t overflow_chunk = 64 * 1024;
 
 int open_retrying(const char* path, int flags, unsigned mode) noexcept {
@@ -71,21 +71,20 @@ void read_file(file_job& job) noexcept {
     job.transferred += static_cast<std::size_t>(got);
   }
   if (!job.to_end || at_end) return;
-  std::size_t chunk = overflow_chunk;
+  // Usually one read here finds the end (the file is as big as fstat said). It goes to the
+  // stack, not to overflow: growing a string first would zero-fill memory for nothing.
+  char chunk[overflow_chunk];
   try {
     for (;;) {
-      const std::size_t used = job.overflow.size();
-      if (job.transferred + used >= job.limit) return;
-      chunk = std::min(chunk, job.limit - job.transferred - used);
-      job.overflow.resize(used + chunk);
-      ssize_t got = read_some(job, job.overflow.data() + used, chunk, job.transferred + used);
+      const std::size_t done = job.transferred + job.overflow.size();
+      if (done >= job.limit) return;
+      const std::size_t want = std::min(sizeof chunk, job.limit - done);
+      ssize_t got = read_some(job, chunk, want, done);
       if (got <= 0) {
-        job.overflow.resize(used);
         if (got < 0) job.error = errno;
         return;
       }
-      job.overflow.resize(used + static_cast<std::size_t>(got));
-      chunk = std::min<std::size_t>(chunk * 2, 16 * 1024 * 1024);
+      job.overflow.append(chunk, static_cast<std::size_t>(got));
     }
   } catch (...) {  // std::bad_alloc while growing overflow
     job.error = ENOMEM;
