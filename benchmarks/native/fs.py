@@ -11,6 +11,7 @@ on PyLoop (above 1: fs is faster).
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import pathlib
 import resource
@@ -122,8 +123,8 @@ def main():
     scenarios = [("4KiB", 1000 // scale, 4096), ("1MiB", 100 // scale, 1 << 20)]
     info = describe()
     print(f"# file I/O: {info['cpu']}, {info['usable_cores']} usable cores, {info['os']}, "
-          f"{info['python']}; aiofiles {getattr(aiofiles, '__version__', '?')}, "
-          f"median of {args.repeats}")
+          f"{info['python']}; aiofiles {importlib.metadata.version('aiofiles')}, "
+          f"median of {args.repeats}; load average {info['load_average']}")
     with tempfile.TemporaryDirectory() as tmp:
         for label, count, size in scenarios:
             payload = os.urandom(size)
