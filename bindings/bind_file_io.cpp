@@ -12,9 +12,12 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "errors.hpp"
 #include "loop_object.hpp"
@@ -44,31 +47,71 @@ py_file_job* as_job(void* payload) noexcept {
   return static_cast<py_file_job*>(static_cast<file_job*>(payload));
 }
 
-bool interpreter_finalizing() noexcept {
-#if PY_VERSION_HEX >= 0x030D0000
-  return Py_IsFinalizing() != 0;
-#else
-  return _Py_IsFinalizing() != 0;
-#endif
+// Jobs whose loop closed while they ran, waiting for the GIL to release their Python
+// objects. A worker never takes the GIL itself: at interpreter exit (a program cancelled in
+// the middle of a large read, say) a thread taking it may be ended on the spot, or wait
+// forever. They are released by a pending call (CPython runs it on the main thread, with the
+// GIL) or by the next file operation of any loop, whichever comes first; whatever is still
+// here when the interpreter ends is left alone.
+std::mutex graveyard_mutex;                                       // guards graveyard
+std::vector<py_file_job*>* graveyard = new std::vector<py_file_job*>();  // never destroyed
+std::atomic<bool> graveyard_filled{false};  // graveyard may hold jobs
+std::atomic<bool> drain_scheduled{false};   // a pending call to drain it is queued
+
+// With the GIL: releases the jobs left in the graveyard.
+void drain_graveyard() noexcept {
+  if (!graveyard_filled.load(std::memory_order_acquire)) return;
+  std::vector<py_file_job*> jobs;
+  {
+    std::lock_guard<std::mutex> lock(graveyard_mutex);
+    jobs.swap(*graveyard);
+    graveyard_filled.store(false, std::memory_order_release);
+  }
+  for (py_file_job* job : jobs) delete job;
+}
+
+int drain_pending_call(void*) noexcept {
+  drain_scheduled.store(false, std::memory_order_release);
+  drain_graveyard();
+  return 0;
+}
+
+// Drops the Python references a job holds without releasing them (no GIL to do it with).
+void abandon(py_file_job* job) noexcept {
+  job->future.release();
+  job->filename.release();
+  job->buffer.release();
+  job->has_view = false;
+  delete job;  // still closes a descriptor it owns
 }
 
 // The job was not run (the loop closed with it queued) or its loop closed while it ran: it
-// goes without settling its future, which stays pending as an executor future would. On a
-// worker the GIL is taken to release the Python objects; while the interpreter shuts down
-// they are left (the process is ending, and taking the GIL then may never return).
+// goes without settling its future, which stays pending as an executor future would. With
+// the GIL (the loop's thread, clearing its queue) it is released at once; on a worker it goes
+// to the graveyard, its descriptor closed now (the bytes object it filled lives until then).
 void discard_job(void* payload) noexcept {
   py_file_job* job = as_job(payload);
-  if (interpreter_finalizing()) {
-    job->future.release();
-    job->filename.release();
-    job->buffer.release();
-    job->has_view = false;
-    delete job;  // still closes a descriptor it owns
+  if (!job->orphaned) {  // from the loop's queue: its thread, with the GIL
+    delete job;
     return;
   }
-  PyGILState_STATE gil = PyGILState_Ensure();
-  delete job;
-  PyGILState_Release(gil);
+  job->close_owned();
+  if (!Py_IsInitialized()) {
+    abandon(job);
+    return;
+  }
+  try {
+    std::lock_guard<std::mutex> lock(graveyard_mutex);
+    graveyard->push_back(job);
+    graveyard_filled.store(true, std::memory_order_release);
+  } catch (...) {  // std::bad_alloc: the Python objects are left alone
+    abandon(job);
+    return;
+  }
+  if (!drain_scheduled.exchange(true, std::memory_order_acq_rel) &&
+      Py_AddPendingCall(drain_pending_call, nullptr) < 0) {
+    drain_scheduled.store(false, std::memory_order_release);  // the next file operation drains
+  }
 }
 
 callback_status file_done(void* payload) noexcept;
@@ -242,6 +285,7 @@ std::unique_ptr<py_file_job> new_job(PyObject* const* args, Py_ssize_t nargs, Py
   }
   loop_object* loop = as_loop(args[0]);
   if (!require_open(loop)) return nullptr;
+  drain_graveyard();
   auto job = std::make_unique<py_file_job>();
   job->op = op;
   job->mailbox = loop->driver->mailbox();

@@ -156,8 +156,12 @@ void write_path(file_job& job) noexcept {
 
 }  // namespace
 
-file_job::~file_job() {
+file_job::~file_job() { close_owned(); }
+
+void file_job::close_owned() noexcept {
   if (owns_fd && fd >= 0) ::close(fd);
+  owns_fd = false;
+  fd = -1;
 }
 
 void run_file_job(file_job& job) noexcept {
@@ -212,7 +216,10 @@ void submit_file_job(std::shared_ptr<loop_mailbox> mailbox, file_job* job, const
   run_blocking([mailbox = std::move(mailbox), job, ops] {
     run_file_job(*job);
     // The loop is gone: the requester's discard frees the job (and whatever it holds) here.
-    if (!mailbox->deliver(callback{ops, job})) ops->discard(job);
+    if (!mailbox->deliver(callback{ops, job})) {
+      job->orphaned = true;
+      ops->discard(job);
+    }
   });
 }
 

@@ -190,8 +190,11 @@ callback_status on_done(void* payload) noexcept {
   ++completed;
   return callback_status::done;
 }
+std::atomic<int> orphaned{0};
 void on_discard(void* payload) noexcept {
-  delete static_cast<file_job*>(payload);
+  auto* job = static_cast<file_job*>(payload);
+  orphaned += job->orphaned;
+  delete job;
   ++discarded;
 }
 const callback_ops ops{on_done, on_discard, nullptr, nullptr, nullptr};
@@ -222,6 +225,7 @@ TEST_F(FileJob, AClosedMailboxDiscardsTheJobOnTheWorker) {
     for (int i = 0; i < 500 && discarded == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   EXPECT_EQ(discarded, 1);
+  EXPECT_EQ(orphaned, 1);  // told it has no loop thread
   EXPECT_EQ(open_descriptors(), before);  // the opened descriptor went with the job
 }
 

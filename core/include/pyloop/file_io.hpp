@@ -53,11 +53,16 @@ struct file_job {
   struct stat info {};             // open and stat: the file's status
   std::int64_t position = -1;      // the descriptor's offset after a read or write (-1 if
                                    // it has none, as for pipes)
+  bool orphaned = false;           // set before ops->discard runs on the worker (the loop's
+                                   // mailbox was closed): the discard has no loop thread
 
   file_job() = default;
   file_job(const file_job&) = delete;
   file_job& operator=(const file_job&) = delete;
   ~file_job();  // closes fd if owns_fd: an open whose requester went away leaks nothing
+
+  // Closes fd now if the job owns it (a job whose requester is gone, kept a while longer).
+  void close_owned() noexcept;
 };
 
 // Does job's system calls on the calling thread (blocking); the result lands in job.
@@ -65,7 +70,7 @@ void run_file_job(file_job& job) noexcept;
 
 // Runs job on the blocking pool (blocking_pool.hpp), then delivers callback{ops, job} to the mailbox: the
 // callback owns the job. If the mailbox is closed by then, ops->discard(job) runs on the
-// worker: the requester's discard must be callable from any thread.
+// worker, with job->orphaned set: the requester's discard must handle that case.
 // If submitting throws (std::bad_alloc), job was not taken: the caller still owns it.
 void submit_file_job(std::shared_ptr<loop_mailbox> mailbox, file_job* job, const callback_ops* ops);
 
