@@ -121,18 +121,41 @@ def test_errors_are_the_builtin_ones(loop, tmp_path):
     assert [type(e) for e in errors[:3]] == [FileNotFoundError, FileNotFoundError, IsADirectoryError]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root is not refused by permission bits")
-def test_permission_error(loop, path):
-    path.write_bytes(b"secret")
-    path.chmod(0)
+def permission_denied_target(tmp_path):
+    """A path open(path, "wb") refuses with EACCES: a file without permission bits, or for
+    root (whom permission bits do not stop) a new file in sysfs."""
+    if os.geteuid() != 0:
+        path = tmp_path / "secret"
+        path.write_bytes(b"secret")
+        path.chmod(0)
+        return path
+    path = "/sys/data-bridge-pyloop-test"
+    try:
+        open(path, "wb").close()
+    except PermissionError:
+        return path
+    except OSError:
+        pass
+    else:
+        os.unlink(path)
+    pytest.skip("no path refuses root with EACCES here")
+
+
+def test_permission_error(loop, tmp_path):
+    target = permission_denied_target(tmp_path)
+    with pytest.raises(PermissionError) as builtin:
+        open(target, "wb")
 
     async def main():
-        with pytest.raises(PermissionError) as info:
-            await fs.read(path)
-        return info.value
+        errors = []
+        for attempt in (lambda: fs.write(target, b"x"), lambda: fs.open(target, "wb")):
+            with pytest.raises(PermissionError) as info:
+                await attempt()
+            errors.append(info.value)
+        return errors
 
-    exc = loop.run_until_complete(main())
-    assert exc.errno == errno.EACCES and exc.filename == path
+    for exc in loop.run_until_complete(main()):
+        check_same_error(exc, builtin.value)
 
 
 @pytest.mark.parametrize("mode", ["rw", "rt+b", "z", "", "rr", "b", "r+b+", "wa"])
