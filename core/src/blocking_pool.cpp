@@ -24,7 +24,9 @@ asio::thread_pool& current_pool() {
     // As the native runtime's pool: one inherited through fork() has no threads and is
     // abandoned, and the process's own lives until exit so that a call still asleep in the
     // kernel then cannot hold up interpreter shutdown.
-    const unsigned threads = std::max(8u, 4 * std::thread::hardware_concurrency());
+    // All threads start with the pool (Asio's pool does not grow): capped so that a large
+    // machine does not start hundreds of them for a few files.
+    const unsigned threads = std::min(64u, std::max(8u, 4 * std::thread::hardware_concurrency()));
     pool = new asio::thread_pool(threads);
     pool_pid = ::getpid();
   }
