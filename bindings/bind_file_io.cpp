@@ -178,6 +178,7 @@ nb::object job_result(py_file_job& job) {
       return nb::steal(Py_BuildValue("(iLO)", job.fd, static_cast<long long>(job.info.st_size),
                                      S_ISREG(job.info.st_mode) ? Py_True : Py_False));
     case file_op::read:
+      if (job.has_view) return nb::steal(PyLong_FromSize_t(job.transferred));  // readinto
       return read_result(job);
     case file_op::write:
       return nb::steal(PyLong_FromLongLong(job.position));
@@ -334,6 +335,20 @@ PyObject* file_read_fn(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// file_read_into(loop, future, fd, buffer, offset): reads into a writable buffer in place,
+// exported until the job ends, up to its size (less at the end of the file) from offset (-1:
+// the descriptor's position); the future gets the count.
+PyObject* file_read_into_fn(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  auto job = new_job(args, nargs, 5, "file_read_into", file_op::read);
+  if (!job || !as_int(args[2], job->fd) || !as_int64(args[4], job->offset)) return nullptr;
+  if (PyObject_GetBuffer(args[3], &job->view, PyBUF_WRITABLE) < 0) return nullptr;
+  job->has_view = true;
+  job->data = static_cast<char*>(job->view.buf);
+  job->capacity = static_cast<std::size_t>(job->view.len);
+  submit(job);
+  Py_RETURN_NONE;
+}
+
 // Exports data (any buffer) to the job, which writes from it in place.
 bool hold_buffer(py_file_job& job, PyObject* data) {
   if (PyObject_GetBuffer(data, &job.view, PyBUF_SIMPLE) < 0) return false;
@@ -410,6 +425,8 @@ PyMethodDef file_defs[] = {
                                       "or the whole file's bytes."),
     method<file_read_fn>("file_read", "file_read(loop, future, fd, capacity, limit, offset)\n--\n\n"
                                       "Read on the native runtime into a new bytes object."),
+    method<file_read_into_fn>("file_read_into", "file_read_into(loop, future, fd, buffer, offset)\n--\n\n"
+                                                "Read on the native runtime into a writable buffer, in place."),
     method<file_write_fn>("file_write", "file_write(loop, future, fd, data, offset)\n--\n\n"
                                         "Write all of a buffer on the native runtime."),
     method<file_write_path_fn>("file_write_path",

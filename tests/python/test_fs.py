@@ -219,6 +219,35 @@ def test_binary_file_read_write_seek_tell(loop, path):
     loop.run_until_complete(main())
 
 
+def test_readinto_fills_the_callers_buffer(loop, path):
+    path.write_bytes(bytes(range(200)))
+
+    async def main():
+        async with fs.open(path, "rb") as f:
+            whole = bytearray(150)
+            assert await f.readinto(whole) == 150
+            assert await f.tell() == 150
+            part = bytearray(b"-" * 100)
+            assert await f.readinto(memoryview(part)[10:]) == 50  # the end of the file
+            assert await f.readinto(bytearray(5)) == 0
+            await f.seek(0)
+            first = await f.readline()  # leaves the rest of the file read ahead
+            ahead = bytearray(20)
+            assert await f.readinto(ahead) == 20
+            with pytest.raises(TypeError):
+                await f.readinto(b"immutable")
+        async with fs.open(path, "r", encoding="latin-1") as f:
+            with pytest.raises(io.UnsupportedOperation):
+                await f.readinto(bytearray(1))
+        return whole, part, first, ahead
+
+    whole, part, first, ahead = loop.run_until_complete(main())
+    data = bytes(range(200))
+    assert whole == data[:150]
+    assert part == b"-" * 10 + data[150:] + b"-" * 40
+    assert first == data[:11] and ahead == data[11:31]
+
+
 def test_modes_behave_as_open(loop, path):
     async def main():
         f = await fs.open(path, "w")

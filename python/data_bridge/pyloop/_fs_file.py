@@ -124,6 +124,26 @@ class AsyncFile:
         self._buf = b""
         return data
 
+    async def readinto(self, buffer):
+        """Read into a writable buffer, in place, until it is full or the file ends; returns
+        the count. Binary mode only."""
+        self._check_readable()
+        if self._text is not None:
+            raise io.UnsupportedOperation("readinto")
+        with memoryview(buffer) as view, view.cast("B") as target:
+            taken = min(len(self._buf), len(target))
+            if taken:
+                target[:taken] = self._buf[:taken]
+                self._buf = self._buf[taken:]
+            if taken == len(target):
+                return taken
+            offset = self._pos if self._regular else -1
+            got = await self._ops.read_into(self._fd, target[taken:], offset)
+        if self._regular:
+            self._pos += got
+            self._size = max(self._size, self._pos)
+        return taken + got
+
     async def _read_text(self, size):
         if size < 0:
             text = self._buf + self._decoder.decode(await self._read_raw(-1), final=True)

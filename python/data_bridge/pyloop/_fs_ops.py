@@ -8,6 +8,8 @@ Contract of each coroutine (both implementations):
     read(fd, capacity, limit, offset)         -> up to limit bytes (-1: to the end) from
                                                  offset (-1: the descriptor's position);
                                                  capacity is the expected size
+    read_into(fd, buffer, offset)             -> bytes read into buffer, in place (fewer than
+                                                 its size only at the end of the file)
     write(fd, data, offset)                   -> the position after writing all of data
     write_path(path, data, flags, mode, filename) -> bytes written (open, write, close)
     stat(path, fd, follow_symlinks, filename) -> os.stat_result (fstat when path is None)
@@ -58,6 +60,11 @@ class NativeOps:
     async def read(self, fd, capacity, limit, offset):
         done = self.loop.create_future()
         _pyloop.file_read(self.loop, done, fd, capacity, limit, offset)
+        return await done
+
+    async def read_into(self, fd, buffer, offset):
+        done = self.loop.create_future()
+        _pyloop.file_read_into(self.loop, done, fd, buffer, offset)
         return await done
 
     async def write(self, fd, data, offset):
@@ -125,6 +132,9 @@ class ExecutorOps:
 
     async def read(self, fd, capacity, limit, offset):
         return await self._run(_read, fd, limit, offset)
+
+    async def read_into(self, fd, buffer, offset):
+        return await self._run(_read_into, fd, buffer, offset)
 
     async def write(self, fd, data, offset):
         return await self._run(_write, fd, data, offset)
@@ -213,6 +223,18 @@ def _read(fd, limit, offset):
         parts.append(part)
         got += len(part)
     return b"".join(parts)
+
+
+def _read_into(fd, buffer, offset):
+    with memoryview(buffer) as view, view.cast("B") as target:
+        done = 0
+        while done < len(target):
+            rest = target[done:]
+            got = os.preadv(fd, [rest], offset + done) if offset >= 0 else os.readv(fd, [rest])
+            if not got:
+                break
+            done += got
+        return done
 
 
 def _write(fd, data, offset):

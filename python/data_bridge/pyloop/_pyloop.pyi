@@ -300,6 +300,12 @@ def file_read(
     loop: Loop, future: asyncio.Future[bytes], fd: int, capacity: int, limit: int, offset: int
 ) -> None: ...
 
+# Into a writable buffer, in place, up to its size from `offset` (-1: the descriptor's
+# position): the future gets the count (less than the size only at the end of the file).
+def file_read_into(
+    loop: Loop, future: asyncio.Future[int], fd: int, buffer: Any, offset: int
+) -> None: ...
+
 # All of `data` (any buffer, read in place) at `offset` (-1: the descriptor's position);
 # the future gets the position after it (-1 for descriptors without one).
 def file_write(loop: Loop, future: asyncio.Future[int], fd: int, data: Any, offset: int) -> None: ...
