@@ -2,10 +2,11 @@
 // (pyloop/file_io.hpp) for data_bridge.pyloop.fs, each settling an asyncio future on the loop.
 //
 // Data crosses without copies: a read fills a bytes object made here, on the loop's thread
-// with the GIL, before any Python code can see it; a write reads the caller's buffer in
-// place, exported (Py_buffer) until the job ends. Python objects a job holds are released
-// with the GIL only: on the loop's thread, or on the worker (taking the GIL) when the loop
-// closed while the job ran, since the worker may still be writing into the bytes object.
+// with the GIL, before any Python code can see it (or, for readinto, the caller's writable
+// buffer); a write reads the caller's buffer in place, exported (Py_buffer) until the job
+// ends. Python objects a job holds are released with the GIL only, after the worker is done
+// with them: on the loop's thread, or, when the loop closed while the job ran, from a list
+// drained later with the GIL (workers never take it).
 #include <Python.h>
 
 #include <nanobind/nanobind.h>
@@ -34,7 +35,7 @@ struct py_file_job : file_job {
   nb::object future;                      // what the caller awaits
   nb::object filename;                    // the path as given (OSError.filename), or None
   nb::object buffer;                      // read: the bytes object the worker fills
-  Py_buffer view{};                       // write: the caller's data, exported meanwhile
+  Py_buffer view{};                       // write, readinto: the caller's buffer, exported
   bool has_view = false;                  // view is held
   bool whole_file = false;                // open: go on to read the whole file (fs.read)
 
@@ -117,7 +118,7 @@ void discard_job(void* payload) noexcept {
 callback_status file_done(void* payload) noexcept;
 const callback_ops file_ops{file_done, discard_job, nullptr, nullptr, nullptr};
 
-// Hands job to the native runtime; on failure (std::bad_alloc) it stays with the caller.
+// Hands job to the blocking pool; on failure (std::bad_alloc) it stays with the caller.
 void submit(std::unique_ptr<py_file_job>& job) {
   submit_file_job(job->mailbox, job.get(), &file_ops);
   job.release();
@@ -421,22 +422,22 @@ PyMethodDef method(const char* name, const char* doc) {
 
 PyMethodDef file_defs[] = {
     method<file_open_fn>("file_open", "file_open(loop, future, path, flags, mode, filename, whole_file)\n--\n\n"
-                                      "open(2) on the native runtime; the future gets (fd, size, regular), "
+                                      "open(2) on a native worker; the future gets (fd, size, regular), "
                                       "or the whole file's bytes."),
     method<file_read_fn>("file_read", "file_read(loop, future, fd, capacity, limit, offset)\n--\n\n"
-                                      "Read on the native runtime into a new bytes object."),
+                                      "Read on a native worker into a new bytes object."),
     method<file_read_into_fn>("file_read_into", "file_read_into(loop, future, fd, buffer, offset)\n--\n\n"
-                                                "Read on the native runtime into a writable buffer, in place."),
+                                                "Read on a native worker into a writable buffer, in place."),
     method<file_write_fn>("file_write", "file_write(loop, future, fd, data, offset)\n--\n\n"
-                                        "Write all of a buffer on the native runtime."),
+                                        "Write all of a buffer on a native worker."),
     method<file_write_path_fn>("file_write_path",
                                "file_write_path(loop, future, path, data, flags, mode, filename)\n--\n\n"
-                               "Open, write and close a file on the native runtime."),
+                               "Open, write and close a file on a native worker."),
     method<file_stat_fn>("file_stat", "file_stat(loop, future, path, fd, follow_symlinks, filename)\n--\n\n"
-                                      "stat, lstat or fstat on the native runtime."),
+                                      "stat, lstat or fstat on a native worker."),
     method<file_truncate_fn>("file_truncate", "file_truncate(loop, future, fd, length)\n--\n\n"
-                                              "ftruncate on the native runtime."),
-    method<file_close_fn>("file_close", "file_close(loop, future, fd)\n--\n\nclose on the native runtime."),
+                                              "ftruncate on a native worker."),
+    method<file_close_fn>("file_close", "file_close(loop, future, fd)\n--\n\nclose on a native worker."),
 };
 
 }  // namespace

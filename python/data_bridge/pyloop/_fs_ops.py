@@ -1,5 +1,5 @@
 """data_bridge/pyloop/_fs_ops.py — the file operations data_bridge.pyloop.fs is built on, in
-two implementations with one contract: on PyLoop, native jobs on the shared runtime
+two implementations with one contract: on PyLoop, native jobs on the core's blocking pool
 (bindings/bind_file_io.cpp); on any other loop, plain os calls in loop.run_in_executor.
 
 Contract of each coroutine (both implementations):
@@ -33,7 +33,7 @@ _CHUNK = 64 * 1024  # executor reads past the expected size go on in pieces of t
 
 
 class NativeOps:
-    """The operations as native jobs on PyLoop's runtime: no Python thread, no copy."""
+    """The operations as native jobs on the core's blocking pool: no Python thread, no copy."""
 
     __slots__ = ("loop",)
 

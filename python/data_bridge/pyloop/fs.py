@@ -8,10 +8,11 @@
     async with fs.open("log.txt", "a") as f:        # or: f = await fs.open(...)
         await f.write("line\\n")
 
-On PyLoop the system calls run on the process-wide native runtime (no Python thread) and
-read data lands directly in the bytes object returned; on any other loop (asyncio's, uvloop)
-the same functions run plain os calls in loop.run_in_executor. Errors are the built-in ones
-open() and os.stat raise (FileNotFoundError, IsADirectoryError... with errno and filename).
+On PyLoop the system calls run on native worker threads (the core's blocking pool, no Python
+thread) and read data lands directly in the bytes object returned; on any other loop
+(asyncio's, uvloop) the same functions run plain os calls in loop.run_in_executor. Errors
+are the built-in ones open() and os.stat raise (FileNotFoundError, IsADirectoryError... with
+errno and filename).
 """
 
 from __future__ import annotations
