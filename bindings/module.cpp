@@ -19,4 +19,6 @@ NB_MODULE(_pyloop, m) {
   export_datagram_io(m);
   export_subprocess(m);
   export_child_watch(m);
+  export_native_buffer(m);
+  export_native_bridge(m);
 }

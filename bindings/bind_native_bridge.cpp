@@ -1,0 +1,299 @@
+// bindings/bind_native_bridge.cpp — the capsule _C_API: the plain-function table other extensions
+// use to share PyLoop (include/data_bridge/pyloop/, docs/native.md).
+//
+// A native future is an asyncio future made by the loop plus a completion_link (the core's
+// thread-safe half). The loop files the future under the link's id, as it files resolver
+// queries (the garbage collector sees it there), until the completion arrives through the
+// mailbox or the future is cancelled, whichever comes first.
+#include <Python.h>
+
+#include <nanobind/nanobind.h>
+
+#include <asio/version.hpp>
+
+#include <new>
+#include <utility>
+
+#include "data_bridge/pyloop/c_api.h"
+#include "errors.hpp"
+#include "loop_object.hpp"
+#include "module_state.hpp"
+#include "pyloop/completion_link.hpp"
+#include "pyloop/native_runtime.hpp"
+
+// The opaque link of c_api.h: the core's link and the loop that keeps the future.
+// Thread safety: as completion_link; loop is dereferenced only on the loop's thread.
+struct db_pyloop_link {
+  db_pyloop_link(std::shared_ptr<pyloop::loop_mailbox> mailbox, std::uint64_t id,
+                 pyloop::cancel_hook hook, pyloop::bindings::loop_object* owner) noexcept
+      : core(std::move(mailbox), id, hook), loop(owner) {}
+  pyloop::completion_link core;           // completion and cancellation state
+  pyloop::bindings::loop_object* loop;    // the future's loop (alive while it runs callbacks)
+};
+
+namespace pyloop::bindings {
+
+// Defined in bind_native_buffer.cpp.
+PyObject* new_native_buffer(void* data, Py_ssize_t size, int writable, void (*release)(void*),
+                            void* owner) noexcept;
+
+namespace {
+
+// One completion on its way to the loop: owns a link reference and the outcome.
+struct completion {
+  db_pyloop_link* link;        // retained for the trip
+  db_pyloop_outcome* outcome;  // native result, converted on the loop's thread
+};
+
+// A counted reference to a link, for the future's done callback.
+// Thread safety: copies and destruction from any thread (the count is atomic).
+class link_ref {
+ public:
+  explicit link_ref(db_pyloop_link* link) noexcept : link_(link) { link_->core.retain(); }
+  link_ref(const link_ref& other) noexcept : link_(other.link_) { link_->core.retain(); }
+  link_ref& operator=(const link_ref&) = delete;
+  ~link_ref() { link_->core.release(); }
+  db_pyloop_link* get() const noexcept { return link_; }
+
+ private:
+  db_pyloop_link* link_;  // retained while this lives
+};
+
+// Takes the future filed under id off the loop; empty if it is gone (cancelled, cleared).
+nb::object take_future(loop_object* loop, std::uint64_t id) {
+  if (loop->pending_queries == nullptr) return nb::object();
+  auto found = loop->pending_queries->find(id);
+  if (found == loop->pending_queries->end()) return nb::object();
+  nb::object future = std::move(found->second);
+  loop->pending_queries->erase(found);
+  return future;
+}
+
+// Settles future from outcome; a Python error is left set for the caller to report.
+void settle(PyObject* future, db_pyloop_outcome* outcome) {
+  nb::object done = nb::steal(PyObject_CallMethodNoArgs(future, state().str_done.ptr()));
+  if (!done.is_valid() || done.ptr() == Py_True) return;  // cancelled meanwhile
+  if (outcome->kind == DB_PYLOOP_CANCELLED) {
+    nb::object ignored = nb::steal(PyObject_CallMethod(future, "cancel", nullptr));
+    return;
+  }
+  nb::object converted = nb::steal(outcome->to_python(outcome));
+  nb::object exc;
+  if (!converted.is_valid()) {
+    exc = take_exception();
+  } else if (outcome->kind == DB_PYLOOP_EXCEPTION) {
+    exc = std::move(converted);
+  }
+  if (!exc.is_valid()) {
+    nb::object ignored = nb::steal(
+        PyObject_CallMethodOneArg(future, state().str_set_result.ptr(), converted.ptr()));
+    return;
+  }
+  // A cancellation raised in native code (or a Python CancelledError it carried) cancels the
+  // future, as a coroutine raising CancelledError cancels its task; set_exception refuses it.
+  int cancelled = PyObject_IsInstance(exc.ptr(), state().cancelled_error.ptr());
+  if (cancelled < 0) return;
+  if (cancelled) {
+    nb::object message = nb::steal(PyObject_Str(exc.ptr()));
+    if (!message.is_valid()) return;
+    nb::object ignored = PyUnicode_GET_LENGTH(message.ptr()) == 0
+                             ? nb::steal(PyObject_CallMethod(future, "cancel", nullptr))
+                             : nb::steal(PyObject_CallMethod(future, "cancel", "O", message.ptr()));
+    return;
+  }
+  nb::object ignored =
+      nb::steal(PyObject_CallMethodOneArg(future, state().str_set_exception.ptr(), exc.ptr()));
+}
+
+callback_status completion_arrived(void* payload) noexcept {
+  std::unique_ptr<completion> c(static_cast<completion*>(payload));
+  db_pyloop_link* link = c->link;
+  nb::object future = take_future(link->loop, link->core.id());
+  callback_status status = callback_status::done;
+  if (future.is_valid()) {
+    settle(future.ptr(), c->outcome);
+    if (PyErr_Occurred()) status = report_callback_error(future.ptr());
+  }
+  c->outcome->destroy(c->outcome);
+  link->core.release();
+  return status;
+}
+
+// The loop closed (or was cleared) with the completion queued: the future stays pending, as
+// an executor's future does when its loop closes first.
+void completion_dropped(void* payload) noexcept {
+  std::unique_ptr<completion> c(static_cast<completion*>(payload));
+  c->outcome->destroy(c->outcome);
+  c->link->core.release();
+}
+
+const callback_ops completion_ops{completion_arrived, completion_dropped, nullptr, nullptr, nullptr};
+
+// The loop of a native API call: TypeError for anything but a PyLoop, asyncio's
+// RuntimeError for a closed one. Null with the exception set.
+loop_object* open_loop(PyObject* loop) noexcept {
+  if (loop == nullptr || !PyObject_TypeCheck(loop, state().loop_type)) {
+    PyErr_Format(PyExc_TypeError, "expected a data_bridge.pyloop PyLoop, got %s",
+                 loop == nullptr ? "NULL" : Py_TYPE(loop)->tp_name);
+    return nullptr;
+  }
+  loop_object* l = as_loop(loop);
+  return require_open(l) ? l : nullptr;
+}
+
+int api_is_loop(PyObject* loop) noexcept {
+  return loop != nullptr && PyObject_TypeCheck(loop, state().loop_type) ? 1 : 0;
+}
+
+void* api_loop_io_context(PyObject* loop) noexcept {
+  loop_object* l = open_loop(loop);
+  if (l == nullptr) return nullptr;
+  try {
+    return &l->driver->io();
+  } catch (...) {
+    set_error_from_current_exception();
+    return nullptr;
+  }
+}
+
+// The future's done callback: a cancelled future lets the native side know.
+void future_done(const link_ref& ref, nb::handle future) {
+  db_pyloop_link* link = ref.get();
+  nb::object cancelled = nb::steal(PyObject_CallMethod(future.ptr(), "cancelled", nullptr));
+  if (!cancelled.is_valid()) throw nb::python_error();
+  if (cancelled.ptr() != Py_True) return;
+  nb::object dropped = take_future(link->loop, link->core.id());
+  link->core.mark_cancelled();
+}
+
+db_pyloop_link* make_link(PyObject* loop, db_pyloop_cancel_hook hook, PyObject** future_out) {
+  pyloop::cancel_hook core_hook{hook.cancel, hook.release, hook.ctx};
+  loop_object* l = open_loop(loop);
+  if (l == nullptr) {
+    if (hook.release != nullptr) hook.release(hook.ctx);
+    return nullptr;
+  }
+  nb::object future = nb::steal(PyObject_CallMethodNoArgs(loop, state().str_create_future.ptr()));
+  if (!future.is_valid()) {
+    if (hook.release != nullptr) hook.release(hook.ctx);
+    return nullptr;
+  }
+  if (l->pending_queries == nullptr) {
+    l->pending_queries = new std::unordered_map<std::uint64_t, nb::object>();
+  }
+  const std::uint64_t id = ++l->last_query_id;
+  // From here the link owns the hook (its destructor releases it).
+  auto* link = new (std::nothrow) db_pyloop_link(l->driver->mailbox(), id, core_hook, l);
+  if (link == nullptr) {
+    if (hook.release != nullptr) hook.release(hook.ctx);
+    PyErr_NoMemory();
+    return nullptr;
+  }
+  struct release_on_failure {
+    db_pyloop_link* link;
+    ~release_on_failure() {
+      if (link != nullptr) link->core.release();
+    }
+  } guard{link};
+  link_ref ref(link);
+  nb::object done = nb::cpp_function([ref](nb::handle f) { future_done(ref, f); });
+  nb::object added = nb::steal(PyObject_CallMethod(future.ptr(), "add_done_callback", "O", done.ptr()));
+  if (!added.is_valid()) return nullptr;
+  l->pending_queries->emplace(id, future);
+  *future_out = future.release().ptr();
+  guard.link = nullptr;
+  return link;
+}
+
+db_pyloop_link* api_future_new(PyObject* loop, db_pyloop_cancel_hook hook, PyObject** future_out) noexcept {
+  try {
+    return make_link(loop, hook, future_out);
+  } catch (nb::python_error& e) {
+    e.restore();
+  } catch (...) {
+    set_error_from_current_exception();
+  }
+  return nullptr;
+}
+
+int api_link_complete(db_pyloop_link* link, db_pyloop_outcome* outcome) noexcept {
+  auto* c = new (std::nothrow) completion{link, outcome};
+  if (c == nullptr) {
+    // Out of memory: the outcome is lost as if the loop had closed (the future stays pending).
+    outcome->destroy(outcome);
+    return 0;
+  }
+  link->core.retain();
+  link_delivery d = link->core.complete(callback{&completion_ops, c});
+  if (d == link_delivery::delivered) return 1;
+  delete c;
+  outcome->destroy(outcome);
+  link->core.release();
+  return d == link_delivery::loop_closed ? 0 : -1;
+}
+
+int api_link_cancelled(const db_pyloop_link* link) noexcept { return link->core.cancelled() ? 1 : 0; }
+int api_link_completed(const db_pyloop_link* link) noexcept { return link->core.completed() ? 1 : 0; }
+void api_link_retain(db_pyloop_link* link) noexcept { link->core.retain(); }
+void api_link_release(db_pyloop_link* link) noexcept { link->core.release(); }
+
+int api_run_on_pool(void (*fn)(void*), void* arg) noexcept {
+  try {
+    run_on_native_runtime([fn, arg] { fn(arg); });
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+unsigned api_pool_size() noexcept {
+  try {
+    return native_runtime_size();
+  } catch (...) {
+    return 0;
+  }
+}
+
+constexpr unsigned asio_config() {
+  unsigned flags = 0;
+#ifdef ASIO_STANDALONE
+  flags |= DB_PYLOOP_ASIO_STANDALONE;
+#endif
+#ifdef ASIO_NO_DEPRECATED
+  flags |= DB_PYLOOP_ASIO_NO_DEPRECATED;
+#endif
+  return flags;
+}
+
+const db_pyloop_c_api c_api_table{
+    DB_PYLOOP_API_VERSION,
+    sizeof(db_pyloop_c_api),
+    ASIO_VERSION,
+    asio_config(),
+    api_is_loop,
+    api_loop_io_context,
+    api_future_new,
+    api_link_complete,
+    api_link_cancelled,
+    api_link_completed,
+    api_link_retain,
+    api_link_release,
+    api_run_on_pool,
+    api_pool_size,
+    new_native_buffer,
+};
+
+}  // namespace
+
+void export_native_bridge(nb::module_& m) {
+  module_state& s = state();
+  s.cancelled_error = nb::module_::import_("asyncio").attr("CancelledError");
+  nb::object capsule = nb::steal(PyCapsule_New(const_cast<db_pyloop_c_api*>(&c_api_table),
+                                               DB_PYLOOP_CAPSULE_NAME, nullptr));
+  if (!capsule.is_valid()) throw nb::python_error();
+  m.attr("_C_API") = capsule;
+  m.def("_native_pool_size", [] { return api_pool_size(); },
+        "The native runtime's thread count (the pool native work runs on).");
+}
+
+}  // namespace pyloop::bindings
