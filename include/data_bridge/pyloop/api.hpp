@@ -88,6 +88,10 @@ inline int check_api(const db_pyloop_c_api* table, unsigned api_version = DB_PYL
 inline const db_pyloop_c_api* import_api() noexcept {
   const db_pyloop_c_api*& slot = detail::api_slot();
   if (slot != nullptr) return slot;
+  // PyCapsule_Import walks attributes from the top-level package: import the module first.
+  PyObject* module = PyImport_ImportModule("data_bridge.pyloop._pyloop");
+  if (module == nullptr) return nullptr;
+  Py_DECREF(module);
   auto* table = static_cast<const db_pyloop_c_api*>(PyCapsule_Import(DB_PYLOOP_CAPSULE_NAME, 0));
   if (table == nullptr || check_api(table) < 0) return nullptr;
   slot = table;

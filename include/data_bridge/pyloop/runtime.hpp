@@ -13,6 +13,8 @@
 #include <exception>
 #include <memory>
 #include <new>
+#include <optional>
+#include <variant>
 #include <type_traits>
 #include <utility>
 
@@ -39,26 +41,36 @@ struct pool_job {
   using result_type =
       std::conditional_t<wants_token, std::invoke_result<Work&, const cancel_token&>, std::invoke_result<Work&>>::type;
 
-  Work work;                                  // the callable, run once on a pool thread
+  std::optional<Work> work;                            // the callable, run once on a pool thread
   data_bridge::pyloop::promise<result_type> promise;  // completes the Python future
-  db_pyloop_link* link;                       // for the cancel token (owned by promise)
+  db_pyloop_link* link;                                // for the cancel token (owned by promise)
 
+  // The work (and what it captured: buffer views, Python references) is destroyed before the
+  // future completes, so Python never sees the result while the work still holds its inputs.
   static void run(void* self) noexcept {
     std::unique_ptr<pool_job> job(static_cast<pool_job*>(self));
+    std::exception_ptr error;
+    std::optional<std::conditional_t<std::is_void_v<result_type>, std::monostate, result_type>> value;
     try {
       cancel_token token(job->link);
       if constexpr (std::is_void_v<result_type>) {
-        if constexpr (wants_token) job->work(token); else job->work();
-        job->promise.set_value();
+        if constexpr (wants_token) (*job->work)(token); else (*job->work)();
+        value.emplace();
+      } else if constexpr (wants_token) {
+        value.emplace((*job->work)(token));
       } else {
-        if constexpr (wants_token) {
-          job->promise.set_value(job->work(token));
-        } else {
-          job->promise.set_value(job->work());
-        }
+        value.emplace((*job->work)());
       }
     } catch (...) {
-      job->promise.set_exception(std::current_exception());
+      error = std::current_exception();
+    }
+    job->work.reset();
+    if (error) {
+      job->promise.set_exception(std::move(error));
+    } else if constexpr (std::is_void_v<result_type>) {
+      job->promise.set_value();
+    } else {
+      job->promise.set_value(std::move(*value));
     }
   }
 };
@@ -73,7 +85,7 @@ py_object run_on_pool(PyObject* loop, Work work) {
   using job_type = detail::pool_job<Work>;
   auto [future, promise] = make_future<typename job_type::result_type>(loop);
   // The job's promise owns the link; the token only borrows it.
-  auto job = std::unique_ptr<job_type>(new job_type{std::move(work), std::move(promise), nullptr});
+  auto job = std::unique_ptr<job_type>(new job_type{std::optional<Work>(std::move(work)), std::move(promise), nullptr});
   job->link = job->promise.link();
   if (api().run_on_pool(&job_type::run, job.get()) != 0) throw std::bad_alloc();
   job.release();
