@@ -9,6 +9,7 @@
 
 #include <nanobind/nanobind.h>
 
+#include <asio/detail/config.hpp>
 #include <asio/version.hpp>
 
 #include <new>
@@ -261,6 +262,9 @@ constexpr unsigned asio_config() {
 #endif
 #ifdef ASIO_NO_DEPRECATED
   flags |= DB_PYLOOP_ASIO_NO_DEPRECATED;
+#endif
+#ifdef ASIO_NO_TYPEID
+  flags |= DB_PYLOOP_ASIO_NO_TYPEID;
 #endif
   return flags;
 }

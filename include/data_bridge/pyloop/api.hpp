@@ -10,6 +10,7 @@
 
 #include <Python.h>
 
+#include <asio/detail/config.hpp>
 #include <asio/version.hpp>
 
 #include <exception>
@@ -37,6 +38,9 @@ constexpr unsigned local_asio_config() noexcept {
 #endif
 #ifdef ASIO_NO_DEPRECATED
   flags |= DB_PYLOOP_ASIO_NO_DEPRECATED;
+#endif
+#ifdef ASIO_NO_TYPEID
+  flags |= DB_PYLOOP_ASIO_NO_TYPEID;
 #endif
   return flags;
 }
@@ -77,7 +81,7 @@ inline int check_api(const db_pyloop_c_api* table, unsigned api_version = DB_PYL
     PyErr_Format(PyExc_ImportError,
                  "data_bridge.pyloop and this extension were built with different Asio "
                  "configurations (PyLoop flags %u, extension flags %u): define ASIO_STANDALONE "
-                 "and ASIO_NO_DEPRECATED, as PyLoop does",
+                 "and ASIO_NO_DEPRECATED and keep typeid (RTTI, no ASIO_NO_TYPEID), as PyLoop does",
                  table->asio_config, asio_config);
     return -1;
   }

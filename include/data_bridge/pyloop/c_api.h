@@ -27,6 +27,9 @@ extern "C" {
  * both sides must agree on them (see db_pyloop_c_api.asio_config). */
 #define DB_PYLOOP_ASIO_STANDALONE 0x1u
 #define DB_PYLOOP_ASIO_NO_DEPRECATED 0x2u
+/* Without typeid, Asio keys services by the address of a static member, which differs in
+ * each shared object: the extension would make a second reactor on PyLoop's context. */
+#define DB_PYLOOP_ASIO_NO_TYPEID 0x4u
 
 /* What a native completion carries. */
 enum db_pyloop_outcome_kind {

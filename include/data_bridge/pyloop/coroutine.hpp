@@ -28,6 +28,8 @@
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/execution/context_as.hpp>
+#include <asio/execution_context.hpp>
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -35,6 +37,7 @@
 #include <memory>
 #include <system_error>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 
 #include "data_bridge/pyloop/executor.hpp"
@@ -88,16 +91,53 @@ struct python_waiter_for final : python_waiter {
   Handler handler;  // resumes the C++ coroutine
 };
 
+struct waiter_box;
+
+}  // namespace detail
+
+namespace {
+
+// The Python awaits of this extension module in flight on one loop's io_context. When the loop
+// closes, Asio shuts its services down before the context goes: the waiters' handlers (and
+// the C++ coroutines suspended on them) are destroyed then, while the context still exists,
+// instead of later by the garbage collector, when their work guards would touch a freed
+// context. In an unnamed namespace on purpose: Asio finds services by type, and the type of
+// each extension module must stay its own (GCC compares such types' typeid by address).
+// Thread safety: the loop's thread, GIL held.
+class python_waiters final : public asio::execution_context::service {
+ public:
+  using key_type = python_waiters;
+  explicit python_waiters(asio::execution_context& context) : service(context) {}
+  void add(detail::waiter_box* box) { boxes_.insert(box); }
+  void remove(detail::waiter_box* box) noexcept { boxes_.erase(box); }
+
+ private:
+  void shutdown() noexcept override;
+  std::unordered_set<detail::waiter_box*> boxes_;  // waiters not completed yet
+};
+
+}  // namespace
+
+namespace detail {
+
 // What the Python done callback's capsule holds: the waiter until it completes.
 struct waiter_box {
-  python_waiter* waiter;  // null once completed
+  python_waiter* waiter;     // null once completed or destroyed
+  python_waiters* registry;  // the loop's registry while waiter is set
 };
+
+inline void forget(waiter_box* box) noexcept {
+  if (box->registry != nullptr) box->registry->remove(box);
+  box->registry = nullptr;
+}
 
 inline constexpr const char* waiter_capsule_name = "data_bridge.pyloop.python_waiter";
 
 inline PyObject* waiter_done(PyObject* capsule, PyObject* future) noexcept {
   auto* box = static_cast<waiter_box*>(PyCapsule_GetPointer(capsule, waiter_capsule_name));
-  if (box == nullptr || box->waiter == nullptr) return nullptr == box ? nullptr : Py_NewRef(Py_None);
+  if (box == nullptr) return nullptr;
+  if (box->waiter == nullptr) Py_RETURN_NONE;  // the loop closed meanwhile
+  forget(box);
   std::unique_ptr<python_waiter> waiter(std::exchange(box->waiter, nullptr));
   PyObject* result = PyObject_CallMethod(future, "result", nullptr);
   std::exception_ptr error;
@@ -111,9 +151,27 @@ inline PyMethodDef waiter_done_def{"_native_waiter_done", waiter_done, METH_O, n
 inline void waiter_box_free(PyObject* capsule) noexcept {
   auto* box = static_cast<waiter_box*>(PyCapsule_GetPointer(capsule, waiter_capsule_name));
   if (box == nullptr) return;
+  forget(box);
   delete box->waiter;  // never completed: the coroutine waiting on it is destroyed
   delete box;
 }
+
+}  // namespace detail
+
+namespace {
+
+inline void python_waiters::shutdown() noexcept {
+  gil_guard gil;
+  for (detail::waiter_box* box : boxes_) {
+    box->registry = nullptr;
+    delete std::exchange(box->waiter, nullptr);
+  }
+  boxes_.clear();
+}
+
+}  // namespace
+
+namespace detail {
 
 // Cancels the awaited Python future when the C++ coroutine is cancelled (loop's thread).
 struct cancel_python_future {
@@ -140,7 +198,9 @@ void start_python_wait(Handler&& handler, py_object awaitable) {
       asyncio == nullptr ? nullptr : PyObject_CallMethod(asyncio, "ensure_future", "O", awaitable.get()));
   Py_XDECREF(asyncio);
   if (!future) return fail();
-  auto* box = new waiter_box{nullptr};
+  auto& context = asio::query(asio::get_associated_executor(waiter->handler), asio::execution::context_as<asio::execution_context&>);
+  python_waiters& registry = asio::use_service<python_waiters>(context);
+  auto* box = new waiter_box{nullptr, nullptr};
   PyObject* capsule = PyCapsule_New(box, waiter_capsule_name, waiter_box_free);
   if (capsule == nullptr) {
     delete box;
@@ -154,9 +214,12 @@ void start_python_wait(Handler&& handler, py_object awaitable) {
     slot.template emplace<cancel_python_future>(cancel_python_future{py_object::borrow(future.get())});
   }
   python_waiter* raw = waiter.get();
+  registry.add(box);
+  box->registry = &registry;
   box->waiter = waiter.release();
   PyObject* added = PyObject_CallMethod(future.get(), "add_done_callback", "O", callback.get());
   if (added == nullptr) {
+    forget(box);
     box->waiter = nullptr;
     std::unique_ptr<python_waiter> owned(raw);
     std::exception_ptr error = std::make_exception_ptr(python_error());
