@@ -91,11 +91,11 @@ struct python_waiter_for final : python_waiter {
   Handler handler;  // resumes the C++ coroutine
 };
 
-struct waiter_box;
-
-}  // namespace detail
-
+// The machinery below is internal to each translation unit (an unnamed namespace): Asio
+// finds services by type, and each extension module must keep its own service type.
 namespace {
+
+struct waiter_box;
 
 // The Python awaits of this extension module in flight on one loop's io_context. When the loop
 // closes, Asio shuts its services down before the context goes: the waiters' handlers (and
@@ -108,17 +108,13 @@ class python_waiters final : public asio::execution_context::service {
  public:
   using key_type = python_waiters;
   explicit python_waiters(asio::execution_context& context) : service(context) {}
-  void add(detail::waiter_box* box) { boxes_.insert(box); }
-  void remove(detail::waiter_box* box) noexcept { boxes_.erase(box); }
+  void add(waiter_box* box) { boxes_.insert(box); }
+  void remove(waiter_box* box) noexcept { boxes_.erase(box); }
 
  private:
   void shutdown() noexcept override;
-  std::unordered_set<detail::waiter_box*> boxes_;  // waiters not completed yet
+  std::unordered_set<waiter_box*> boxes_;  // waiters not completed yet
 };
-
-}  // namespace
-
-namespace detail {
 
 // What the Python done callback's capsule holds: the waiter until it completes.
 struct waiter_box {
@@ -156,22 +152,14 @@ inline void waiter_box_free(PyObject* capsule) noexcept {
   delete box;
 }
 
-}  // namespace detail
-
-namespace {
-
 inline void python_waiters::shutdown() noexcept {
   gil_guard gil;
-  for (detail::waiter_box* box : boxes_) {
+  for (waiter_box* box : boxes_) {
     box->registry = nullptr;
     delete std::exchange(box->waiter, nullptr);
   }
   boxes_.clear();
 }
-
-}  // namespace
-
-namespace detail {
 
 // Cancels the awaited Python future when the C++ coroutine is cancelled (loop's thread).
 struct cancel_python_future {
@@ -229,16 +217,19 @@ void start_python_wait(Handler&& handler, py_object awaitable) {
   Py_DECREF(added);
 }
 
+}  // namespace
 }  // namespace detail
 
 // In a coroutine running on a PyLoop (spawn): co_await await_python(obj) waits for a Python
 // coroutine, Task or Future on the loop and returns its result (throws python_error with its
 // exception). Cancelling the C++ coroutine cancels the Python task.
+namespace {  // per translation unit, as the machinery it starts
 inline auto await_python(py_object awaitable) {
   return asio::async_initiate<const asio::use_awaitable_t<>, void(std::exception_ptr, py_object)>(
       [](auto handler, py_object aw) { detail::start_python_wait(std::move(handler), std::move(aw)); },
       asio::use_awaitable, std::move(awaitable));
 }
+}  // namespace
 
 // GIL. Starts coro on loop's executor and returns a new reference to an asyncio future of
 // loop for its result. Throws python_error (loop not a PyLoop, or closed).

@@ -1,0 +1,217 @@
+"""benchmarks/native/bridge.py — the native bridge side by side (issue 11).
+
+    python benchmarks/native/bridge.py            # ~30 s: 5 repeats of each row
+    python benchmarks/native/bridge.py --quick    # smoke run, a few seconds
+
+Rows:
+- cross_thread_latency: one completion at a time, loop -> worker thread -> loop. PyLoop's
+  native future completed from a pool thread (pyloop_native_example.pool_ping) beside a
+  Python thread that completes a loop future through call_soon_threadsafe, on asyncio,
+  uvloop, rloop and PyLoop. Microseconds per round trip (median of repeats).
+- cross_thread_throughput: 1,000 completions in flight at once, gathered; completions/s.
+- cpu_fanout: hashing 64 buffers of 2 MiB (the example's 64-bit hash) over the native pool
+  (asyncio.gather of hash_on_pool) beside run_in_executor with a ThreadPoolExecutor of the
+  same size (hash_sync releases the GIL), and one core (hash_sync in a loop); speedup over
+  one core, with the cores used.
+
+Needs the example extension (scripts/setup.sh builds it). Medians of --repeats runs,
+interleaved; the machine is described first.
+"""
+
+import argparse
+import asyncio
+import concurrent.futures
+import os
+import queue
+import statistics
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.dont_write_bytecode = True
+
+import machine  # noqa: E402
+
+import data_bridge.pyloop as pyloop  # noqa: E402
+import pyloop_native_example as ex  # noqa: E402
+
+
+def loop_factories():
+    factories = {"asyncio": asyncio.new_event_loop}
+    for name in ("uvloop", "rloop"):
+        try:
+            factories[name] = __import__(name).new_event_loop
+        except ImportError:
+            pass
+    factories["pyloop"] = pyloop.new_event_loop
+    return factories
+
+
+class PythonCompleter:
+    """A Python thread that completes the futures it is handed with call_soon_threadsafe."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.inbox = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            fut = self.inbox.get()
+            if fut is None:
+                return
+            self.loop.call_soon_threadsafe(fut.set_result, None)
+
+    def complete(self, fut):
+        self.inbox.put(fut)
+
+    def stop(self):
+        self.inbox.put(None)
+        self.thread.join()
+
+
+async def latency_python(n):
+    loop = asyncio.get_running_loop()
+    completer = PythonCompleter(loop)
+    try:
+        start = time.perf_counter()
+        for _ in range(n):
+            fut = loop.create_future()
+            completer.complete(fut)
+            await fut
+        return (time.perf_counter() - start) / n
+    finally:
+        completer.stop()
+
+
+async def latency_native(n):
+    loop = asyncio.get_running_loop()
+    start = time.perf_counter()
+    for _ in range(n):
+        await ex.pool_ping(loop)
+    return (time.perf_counter() - start) / n
+
+
+async def throughput_python(n):
+    loop = asyncio.get_running_loop()
+    completer = PythonCompleter(loop)
+    try:
+        start = time.perf_counter()
+        futures = [loop.create_future() for _ in range(n)]
+        for fut in futures:
+            completer.complete(fut)
+        await asyncio.gather(*futures)
+        return n / (time.perf_counter() - start)
+    finally:
+        completer.stop()
+
+
+async def throughput_native(n):
+    loop = asyncio.get_running_loop()
+    start = time.perf_counter()
+    await asyncio.gather(*(ex.pool_ping(loop) for _ in range(n)))
+    return n / (time.perf_counter() - start)
+
+
+def run(factory, coro_fn, *args):
+    loop = factory()
+    try:
+        return loop.run_until_complete(coro_fn(*args))
+    finally:
+        loop.close()
+
+
+def fanout(buffers, workers):
+    """Seconds for: one core, the native pool, run_in_executor with `workers` threads."""
+    start = time.perf_counter()
+    expected = [ex.hash_sync(b) for b in buffers]
+    one_core = time.perf_counter() - start
+
+    async def on_pool():
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        got = await asyncio.gather(*(ex.hash_on_pool(loop, b) for b in buffers))
+        assert got == expected
+        return time.perf_counter() - start
+
+    async def in_executor(executor):
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        got = await asyncio.gather(*(loop.run_in_executor(executor, ex.hash_sync, b) for b in buffers))
+        assert got == expected
+        return time.perf_counter() - start
+
+    pool = run(pyloop.new_event_loop, on_pool)
+    with concurrent.futures.ThreadPoolExecutor(workers) as executor:
+        executor_time = run(pyloop.new_event_loop, in_executor, executor)
+    return one_core, pool, executor_time
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run")
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 5)
+    n_latency = 500 if args.quick else 3000
+    n_throughput = 1000
+    buffers = [bytes([i]) * ((256 if args.quick else 2048) * 1024) for i in range(64)]
+
+    info = machine.describe()
+    print(f"# native bridge — {info['cpu']}, {info['usable_cores']} usable cores, {info['os']}, "
+          f"{info['python']}, {info['date']}, load {info['load_average']}")
+    factories = loop_factories()
+
+    latency = {name: [] for name in factories}
+    latency["pyloop native future"] = []
+    throughput = {name: [] for name in factories}
+    throughput["pyloop native future"] = []
+    fan = {"one core": [], "native pool": [], "run_in_executor": []}
+    workers = ex.pool_size()
+    for _ in range(repeats):
+        for name, factory in factories.items():
+            latency[name].append(run(factory, latency_python, n_latency))
+            throughput[name].append(run(factory, throughput_python, n_throughput))
+        latency["pyloop native future"].append(run(pyloop.new_event_loop, latency_native, n_latency))
+        throughput["pyloop native future"].append(run(pyloop.new_event_loop, throughput_native, n_throughput))
+        one, pool, executor_time = fanout(buffers, workers)
+        fan["one core"].append(one)
+        fan["native pool"].append(pool)
+        fan["run_in_executor"].append(executor_time)
+
+    native_lat = median(latency["pyloop native future"])
+    native_thr = median(throughput["pyloop native future"])
+    print(f"\n## cross_thread_latency (one completion at a time, median of {repeats} x {n_latency})")
+    print(f"{'completion':44} {'us/round trip':>14} {'native is x faster':>19}")
+    for name, values in latency.items():
+        label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe from a Python thread"
+        value = median(values)
+        print(f"{label:44.44} {value * 1e6:14.2f} {value / native_lat:19.2f}")
+    print(f"\n## cross_thread_throughput ({n_throughput} in flight, median of {repeats})")
+    print(f"{'completion':44} {'completions/s':>14} {'native is x faster':>19}")
+    for name, values in throughput.items():
+        label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe from a Python thread"
+        value = median(values)
+        print(f"{label:44.44} {value:14.0f} {native_thr / value:19.2f}")
+    one = median(fan["one core"])
+    size_mib = len(buffers) * len(buffers[0]) / (1 << 20)
+    print(f"\n## cpu_fanout ({len(buffers)} buffers, {size_mib:.0f} MiB, {workers} pool threads, "
+          f"{info['usable_cores']} usable cores, median of {repeats})")
+    print(f"{'way':44} {'ms':>14} {'speedup vs 1 core':>19}")
+    for name, values in fan.items():
+        label = {"run_in_executor": f"run_in_executor, ThreadPoolExecutor({workers})",
+                 "native pool": f"native pool ({workers} threads), gathered"}.get(name, name)
+        value = median(values)
+        print(f"{label:44} {value * 1e3:14.1f} {one / value:19.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
