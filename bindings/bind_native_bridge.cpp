@@ -1,8 +1,8 @@
 // bindings/bind_native_bridge.cpp — the capsule _C_API: the plain-function table other extensions
 // use to share PyLoop (include/data_bridge/pyloop/, docs/native.md).
 //
-// A native future is an asyncio future made by the loop plus a completion_link (the core's
-// thread-safe half). The loop files the future under the link's id, as it files resolver
+// A native future is a NativeFuture (an asyncio.Future subclass, bind_native_future.cpp) plus a
+// completion_link (the core's thread-safe half). The loop files the future under the link's id, as it files resolver
 // queries (the garbage collector sees it there), until the completion arrives through the
 // mailbox or the future is cancelled, whichever comes first.
 #include <Python.h>
@@ -19,18 +19,9 @@
 #include "errors.hpp"
 #include "loop_object.hpp"
 #include "module_state.hpp"
+#include "native_link.hpp"
 #include "pyloop/completion_link.hpp"
 #include "pyloop/native_runtime.hpp"
-
-// The opaque link of c_api.h: the core's link and the loop that keeps the future.
-// Thread safety: as completion_link; loop is dereferenced only on the loop's thread.
-struct db_pyloop_link {
-  db_pyloop_link(std::shared_ptr<pyloop::loop_mailbox> mailbox, std::uint64_t id,
-                 pyloop::cancel_hook hook, pyloop::bindings::loop_object* owner) noexcept
-      : core(std::move(mailbox), id, hook), loop(owner) {}
-  pyloop::completion_link core;           // completion and cancellation state
-  pyloop::bindings::loop_object* loop;    // the future's loop (alive while it runs callbacks)
-};
 
 namespace pyloop::bindings {
 
@@ -45,30 +36,6 @@ struct completion {
   db_pyloop_link* link;        // retained for the trip
   db_pyloop_outcome* outcome;  // native result, converted on the loop's thread
 };
-
-// A counted reference to a link, for the future's done callback.
-// Thread safety: copies and destruction from any thread (the count is atomic).
-class link_ref {
- public:
-  explicit link_ref(db_pyloop_link* link) noexcept : link_(link) { link_->core.retain(); }
-  link_ref(const link_ref& other) noexcept : link_(other.link_) { link_->core.retain(); }
-  link_ref& operator=(const link_ref&) = delete;
-  ~link_ref() { link_->core.release(); }
-  db_pyloop_link* get() const noexcept { return link_; }
-
- private:
-  db_pyloop_link* link_;  // retained while this lives
-};
-
-// Takes the future filed under id off the loop; empty if it is gone (cancelled, cleared).
-nb::object take_future(loop_object* loop, std::uint64_t id) {
-  if (loop->pending_queries == nullptr) return nb::object();
-  auto found = loop->pending_queries->find(id);
-  if (found == loop->pending_queries->end()) return nb::object();
-  nb::object future = std::move(found->second);
-  loop->pending_queries->erase(found);
-  return future;
-}
 
 // Settles future from outcome; a Python error is left set for the caller to report.
 void settle(PyObject* future, db_pyloop_outcome* outcome) {
@@ -109,7 +76,7 @@ void settle(PyObject* future, db_pyloop_outcome* outcome) {
 callback_status completion_arrived(void* payload) noexcept {
   std::unique_ptr<completion> c(static_cast<completion*>(payload));
   db_pyloop_link* link = c->link;
-  nb::object future = take_future(link->loop, link->core.id());
+  nb::object future = nb::steal(take_native_future(link->loop, link->core.id()));
   callback_status status = callback_status::done;
   if (future.is_valid()) {
     settle(future.ptr(), c->outcome);
@@ -157,25 +124,10 @@ void* api_loop_io_context(PyObject* loop) noexcept {
   }
 }
 
-// The future's done callback: a cancelled future lets the native side know.
-void future_done(const link_ref& ref, nb::handle future) {
-  db_pyloop_link* link = ref.get();
-  nb::object cancelled = nb::steal(PyObject_CallMethod(future.ptr(), "cancelled", nullptr));
-  if (!cancelled.is_valid()) throw nb::python_error();
-  if (cancelled.ptr() != Py_True) return;
-  nb::object dropped = take_future(link->loop, link->core.id());
-  link->core.mark_cancelled();
-}
-
 db_pyloop_link* make_link(PyObject* loop, db_pyloop_cancel_hook hook, PyObject** future_out) {
   pyloop::cancel_hook core_hook{hook.cancel, hook.release, hook.ctx};
   loop_object* l = open_loop(loop);
   if (l == nullptr) {
-    if (hook.release != nullptr) hook.release(hook.ctx);
-    return nullptr;
-  }
-  nb::object future = nb::steal(PyObject_CallMethodNoArgs(loop, state().str_create_future.ptr()));
-  if (!future.is_valid()) {
     if (hook.release != nullptr) hook.release(hook.ctx);
     return nullptr;
   }
@@ -190,19 +142,14 @@ db_pyloop_link* make_link(PyObject* loop, db_pyloop_cancel_hook hook, PyObject**
     PyErr_NoMemory();
     return nullptr;
   }
-  struct release_on_failure {
-    db_pyloop_link* link;
-    ~release_on_failure() {
-      if (link != nullptr) link->core.release();
-    }
-  } guard{link};
-  link_ref ref(link);
-  nb::object done = nb::cpp_function([ref](nb::handle f) { future_done(ref, f); });
-  nb::object added = nb::steal(PyObject_CallMethod(future.ptr(), "add_done_callback", "O", done.ptr()));
-  if (!added.is_valid()) return nullptr;
+  // Created with the caller's reference; the future takes its own.
+  nb::object future = nb::steal(new_native_future(loop, link));
+  if (!future.is_valid()) {
+    link->core.release();
+    return nullptr;
+  }
   l->pending_queries->emplace(id, future);
   *future_out = future.release().ptr();
-  guard.link = nullptr;
   return link;
 }
 

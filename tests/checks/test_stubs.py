@@ -51,7 +51,8 @@ def stub_names():
 
 def runtime_names():
     names = {"": {n for n in vars(_pyloop) if not n.startswith("__") and n != "_state"}}
-    for cls_name in ("Handle", "TimerHandle", "Loop", "StreamIO", "DatagramIO", "TLSSession", "NativeBuffer"):
+    for cls_name in ("Handle", "TimerHandle", "Loop", "StreamIO", "DatagramIO", "TLSSession", "NativeBuffer",
+                     "NativeFuture"):
         cls = getattr(_pyloop, cls_name)
         own = {n for n in vars(cls) if not (n.startswith("__") and n.endswith("__"))}
         # Rich comparisons and hash are dunders the stub declares for TimerHandle only.

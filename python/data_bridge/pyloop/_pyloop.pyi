@@ -266,6 +266,11 @@ class NativeBuffer:
     native code through the C API; memoryview(), bytes(), len()). The owner's memory is
     released when the object and every view of it are gone."""
 
+class NativeFuture(asyncio.Future[Any]):
+    """The asyncio future of a native bridge promise: cancel() also tells the native side."""
+
+    def cancel(self, msg: Any | None = None) -> bool: ...
+
 def _native_pool_size() -> int: ...  # threads of the process-wide native runtime
 
 class _TransportCallbacks(Protocol):
