@@ -76,9 +76,10 @@ typedef struct db_pyloop_c_api {
    * loop's thread. */
   void* (*loop_io_context)(PyObject* loop);
 
-  /* GIL. Makes a future of loop (loop.create_future()) and its native link; *future gets a
-   * new reference. hook is taken over whatever the outcome (released on failure). NULL with
-   * TypeError/RuntimeError as loop_io_context. The caller owns one reference to the link. */
+  /* GIL. Makes a future of loop (a NativeFuture: an asyncio.Future whose cancel() marks the
+   * link cancelled) and its native link; *future gets a new reference. hook is taken over
+   * whatever the outcome (released on failure). NULL with TypeError/RuntimeError as
+   * loop_io_context. The caller owns one reference to the link. */
   db_pyloop_link* (*future_new)(PyObject* loop, db_pyloop_cancel_hook hook, PyObject** future);
   /* Any thread, no GIL needed. Completes the future with outcome, which is taken over:
    * 1 when it was handed to the loop (it is converted there, unless the future was

@@ -5,7 +5,7 @@
 //   std::thread([p = std::move(promise)]() mutable { p.set_value(42); }).detach();
 //   return future.release();                                    // Python awaits it
 //
-// The Python side is a real asyncio future made by loop.create_future(): await it, cancel
+// The Python side is an asyncio future (a NativeFuture, subclass of asyncio.Future): await it, cancel
 // it, add callbacks, hand it to asyncio.gather / wait_for. Completion needs no GIL: the value
 // (or exception) is kept natively and converted by to_python() on the loop's thread, which
 // the completion wakes. Cancelling the Python future (the awaiting task was cancelled)
