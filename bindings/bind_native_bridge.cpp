@@ -213,6 +213,9 @@ constexpr unsigned asio_config() {
 #ifdef ASIO_NO_TYPEID
   flags |= DB_PYLOOP_ASIO_NO_TYPEID;
 #endif
+#ifdef ASIO_HAS_STD_ALIGNED_ALLOC
+  flags |= DB_PYLOOP_ASIO_STD_ALIGNED_ALLOC;
+#endif
   return flags;
 }
 

@@ -10,13 +10,15 @@
 
 #include <Python.h>
 
-#include <asio/detail/config.hpp>
-#include <asio/version.hpp>
-
+// The C++ library before Asio: Asio's configuration depends on it (see c_api.h,
+// DB_PYLOOP_ASIO_STD_ALIGNED_ALLOC).
 #include <exception>
 #include <new>
 #include <string>
 #include <utility>
+
+#include <asio/detail/config.hpp>
+#include <asio/version.hpp>
 
 #include "data_bridge/pyloop/c_api.h"
 
@@ -41,6 +43,9 @@ constexpr unsigned local_asio_config() noexcept {
 #endif
 #ifdef ASIO_NO_TYPEID
   flags |= DB_PYLOOP_ASIO_NO_TYPEID;
+#endif
+#ifdef ASIO_HAS_STD_ALIGNED_ALLOC
+  flags |= DB_PYLOOP_ASIO_STD_ALIGNED_ALLOC;
 #endif
   return flags;
 }
@@ -81,7 +86,8 @@ inline int check_api(const db_pyloop_c_api* table, unsigned api_version = DB_PYL
     PyErr_Format(PyExc_ImportError,
                  "data_bridge.pyloop and this extension were built with different Asio "
                  "configurations (PyLoop flags %u, extension flags %u): define ASIO_STANDALONE "
-                 "and ASIO_NO_DEPRECATED and keep typeid (RTTI, no ASIO_NO_TYPEID), as PyLoop does",
+                 "and ASIO_NO_DEPRECATED, keep typeid (no ASIO_NO_TYPEID) and std::aligned_alloc "
+                 "(include a C++ library header before Asio), as PyLoop does",
                  table->asio_config, asio_config);
     return -1;
   }

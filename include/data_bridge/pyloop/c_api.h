@@ -30,6 +30,9 @@ extern "C" {
 /* Without typeid, Asio keys services by the address of a static member, which differs in
  * each shared object: the extension would make a second reactor on PyLoop's context. */
 #define DB_PYLOOP_ASIO_NO_TYPEID 0x4u
+/* Asio frees handler memory the other side may have allocated: both must use
+ * std::aligned_alloc/free (Asio picks it only when a C++ library header came first). */
+#define DB_PYLOOP_ASIO_STD_ALIGNED_ALLOC 0x8u
 
 /* What a native completion carries. */
 enum db_pyloop_outcome_kind {
