@@ -76,14 +76,14 @@ void settle(PyObject* future, db_pyloop_outcome* outcome) {
 callback_status completion_arrived(void* payload) noexcept {
   std::unique_ptr<completion> c(static_cast<completion*>(payload));
   db_pyloop_link* link = c->link;
-  nb::object future = nb::steal(take_native_future(link->loop, link->core.id()));
+  nb::object future = nb::steal(take_native_future(loop_of(link), core_of(link)->id()));
   callback_status status = callback_status::done;
   if (future.is_valid()) {
     settle(future.ptr(), c->outcome);
     if (PyErr_Occurred()) status = report_callback_error(future.ptr());
   }
   c->outcome->destroy(c->outcome);
-  link->core.release();
+  core_of(link)->release();
   return status;
 }
 
@@ -92,7 +92,7 @@ callback_status completion_arrived(void* payload) noexcept {
 void completion_dropped(void* payload) noexcept {
   std::unique_ptr<completion> c(static_cast<completion*>(payload));
   c->outcome->destroy(c->outcome);
-  c->link->core.release();
+  core_of(c->link)->release();
 }
 
 const callback_ops completion_ops{completion_arrived, completion_dropped, nullptr, nullptr, nullptr};
@@ -136,8 +136,9 @@ db_pyloop_link* make_link(PyObject* loop, db_pyloop_cancel_hook hook, PyObject**
   }
   const std::uint64_t id = ++l->last_query_id;
   // From here the link owns the hook (its destructor releases it).
-  auto* link = new (std::nothrow) db_pyloop_link(l->driver->mailbox(), id, core_hook, l);
-  if (link == nullptr) {
+  auto* core = new (std::nothrow) completion_link(l->driver->mailbox(), id, core_hook, l);
+  db_pyloop_link* link = as_c_link(core);
+  if (core == nullptr) {
     if (hook.release != nullptr) hook.release(hook.ctx);
     PyErr_NoMemory();
     return nullptr;
@@ -145,7 +146,7 @@ db_pyloop_link* make_link(PyObject* loop, db_pyloop_cancel_hook hook, PyObject**
   // Created with the caller's reference; the future takes its own.
   nb::object future = nb::steal(new_native_future(loop, link));
   if (!future.is_valid()) {
-    link->core.release();
+    core_of(link)->release();
     return nullptr;
   }
   l->pending_queries->emplace(id, future);
@@ -171,19 +172,19 @@ int api_link_complete(db_pyloop_link* link, db_pyloop_outcome* outcome) noexcept
     outcome->destroy(outcome);
     return 0;
   }
-  link->core.retain();
-  link_delivery d = link->core.complete(callback{&completion_ops, c});
+  core_of(link)->retain();
+  link_delivery d = core_of(link)->complete(callback{&completion_ops, c});
   if (d == link_delivery::delivered) return 1;
   delete c;
   outcome->destroy(outcome);
-  link->core.release();
+  core_of(link)->release();
   return d == link_delivery::loop_closed ? 0 : -1;
 }
 
-int api_link_cancelled(const db_pyloop_link* link) noexcept { return link->core.cancelled() ? 1 : 0; }
-int api_link_completed(const db_pyloop_link* link) noexcept { return link->core.completed() ? 1 : 0; }
-void api_link_retain(db_pyloop_link* link) noexcept { link->core.retain(); }
-void api_link_release(db_pyloop_link* link) noexcept { link->core.release(); }
+int api_link_cancelled(const db_pyloop_link* link) noexcept { return core_of(link)->cancelled() ? 1 : 0; }
+int api_link_completed(const db_pyloop_link* link) noexcept { return core_of(link)->completed() ? 1 : 0; }
+void api_link_retain(db_pyloop_link* link) noexcept { core_of(link)->retain(); }
+void api_link_release(db_pyloop_link* link) noexcept { core_of(link)->release(); }
 
 int api_run_on_pool(void (*fn)(void*), void* arg) noexcept {
   try {

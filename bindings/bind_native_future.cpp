@@ -32,7 +32,7 @@ db_pyloop_link*& link_of(PyObject* self) noexcept {
 void native_future_dealloc(PyObject* self) noexcept {
   if (PyObject_CallFinalizerFromDealloc(self) < 0) return;  // resurrected
   PyTypeObject* type = Py_TYPE(self);
-  if (db_pyloop_link* link = std::exchange(link_of(self), nullptr)) link->core.release();
+  if (db_pyloop_link* link = std::exchange(link_of(self), nullptr)) core_of(link)->release();
   base_dealloc(self);
   if (!base_releases_type) Py_DECREF(type);
 }
@@ -61,9 +61,9 @@ PyObject* native_future_cancel(PyObject* self, PyObject* const* args, Py_ssize_t
     if (db_pyloop_link* link = link_of(self)) {
       // The loop stops keeping the future (no result can matter now), then the native side
       // learns of the cancellation.
-      PyObject* kept = take_native_future(link->loop, link->core.id());
+      PyObject* kept = take_native_future(loop_of(link), core_of(link)->id());
       Py_XDECREF(kept);
-      link->core.mark_cancelled();
+      core_of(link)->mark_cancelled();
     }
   }
   return result;
@@ -84,7 +84,7 @@ PyObject* new_native_future(PyObject* loop, db_pyloop_link* link) noexcept {
   PyObject* future = PyObject_Vectorcall(reinterpret_cast<PyObject*>(s.native_future_type), argv, 0,
                                          s.kwnames_loop.ptr());
   if (future == nullptr) return nullptr;
-  link->core.retain();
+  core_of(link)->retain();
   link_of(future) = link;
   return future;
 }

@@ -11,17 +11,23 @@
 #include "loop_object.hpp"
 #include "pyloop/completion_link.hpp"
 
-// The opaque link of c_api.h: the core's link and the loop that keeps the future.
-// Thread safety: as completion_link; loop is dereferenced only on the loop's thread.
-struct db_pyloop_link {
-  db_pyloop_link(std::shared_ptr<pyloop::loop_mailbox> mailbox, std::uint64_t id,
-                 pyloop::cancel_hook hook, pyloop::bindings::loop_object* owner) noexcept
-      : core(std::move(mailbox), id, hook), loop(owner) {}
-  pyloop::completion_link core;           // completion and cancellation state
-  pyloop::bindings::loop_object* loop;    // the future's loop (alive while its future is)
-};
-
 namespace pyloop::bindings {
+
+// The opaque db_pyloop_link of c_api.h is the core's completion_link (never defined as a
+// type of its own: the link deletes itself as a completion_link). Its owner() is the
+// loop_object that keeps the future.
+inline completion_link* core_of(db_pyloop_link* link) noexcept {
+  return reinterpret_cast<completion_link*>(link);
+}
+inline const completion_link* core_of(const db_pyloop_link* link) noexcept {
+  return reinterpret_cast<const completion_link*>(link);
+}
+inline db_pyloop_link* as_c_link(completion_link* link) noexcept {
+  return reinterpret_cast<db_pyloop_link*>(link);
+}
+inline loop_object* loop_of(db_pyloop_link* link) noexcept {
+  return static_cast<loop_object*>(core_of(link)->owner());
+}
 
 // A new NativeFuture of loop (an asyncio.Future subclass whose cancel() tells link); it takes
 // one reference to link. Null with an exception set.

@@ -36,13 +36,17 @@ enum class link_delivery : unsigned char {
 // mark_cancelled() from the loop's thread.
 class completion_link {
  public:
-  completion_link(std::shared_ptr<loop_mailbox> mailbox, std::uint64_t id, cancel_hook hook) noexcept
-      : mailbox_(std::move(mailbox)), id_(id), hook_(hook) {}
+  completion_link(std::shared_ptr<loop_mailbox> mailbox, std::uint64_t id, cancel_hook hook,
+                  void* owner = nullptr) noexcept
+      : mailbox_(std::move(mailbox)), id_(id), hook_(hook), owner_(owner) {}
   completion_link(const completion_link&) = delete;
   completion_link& operator=(const completion_link&) = delete;
   ~completion_link();
 
   std::uint64_t id() const noexcept { return id_; }
+  // Whatever the creator attached (the bindings: the loop object keeping the future); only
+  // the loop's thread may use it.
+  void* owner() const noexcept { return owner_; }
 
   void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   // Drops one reference; deletes the link with the last one.
@@ -61,6 +65,7 @@ class completion_link {
   std::shared_ptr<loop_mailbox> mailbox_;  // the loop the completion goes to
   std::uint64_t id_;                       // the key the loop keeps the future under
   cancel_hook hook_;                       // native code's cancellation handler
+  void* owner_;                            // the creator's context (see owner())
   std::atomic<int> refs_{1};               // references held (loop side, native side, hooks)
   std::atomic<bool> completed_{false};     // complete() was called
   std::atomic<bool> cancelled_{false};     // mark_cancelled() was called
