@@ -69,9 +69,13 @@ def test_promise_sees_the_python_cancellation(ex):
     try:
         fut, promise = lp.run_until_complete(_make_pending(ex, lp))
         assert not promise.cancelled
-        fut.cancel()
-        lp.run_until_complete(asyncio.sleep(0))  # the done callback runs
+        before = ex.native_cancellations()
+        assert fut.cancel("stop") is True
+        # At once, on the loop's thread: the flag, then the on_cancel callback, once.
         assert promise.cancelled
+        assert ex.native_cancellations() == before + 1
+        assert fut.cancel() is False
+        assert ex.native_cancellations() == before + 1
         assert promise.set_value_from_thread(3) is True  # accepted, then dropped: no effect
         lp.run_until_complete(asyncio.sleep(0.01))
         assert fut.cancelled()

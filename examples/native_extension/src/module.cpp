@@ -124,8 +124,9 @@ class pending_promise {
   dp::promise<std::int64_t> promise_;  // the future's native side
 };
 
+// The future and its promise; the cancellation callback counts in native_cancellations.
 nb::tuple make_pending(nb::handle loop) {
-  auto made = dp::make_future<std::int64_t>(loop.ptr());
+  auto made = dp::make_future<std::int64_t>(loop.ptr(), [] { ++native_cancellations; });
   nb::object holder = nb::cast(pending_promise(std::move(made.promise)));
   return nb::make_tuple(to_nb(std::move(made.future)), holder);
 }
