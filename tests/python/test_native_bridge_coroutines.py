@@ -3,6 +3,7 @@ sockets on the loop's thread, Python awaitables awaited from C++, exceptions and
 crossing both ways."""
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -189,3 +190,30 @@ def test_many_coroutines_share_the_loop(ex, ploop):
 
     results = ploop.run_until_complete(main())
     assert results[:200] == [("from C++", i) for i in range(200)]
+
+
+def eventpoll_fds():
+    """epoll instances open in this process (Linux)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]"
+        except OSError:
+            pass
+    return count
+
+
+def test_extension_and_loop_share_one_asio_reactor(ex):
+    # The extension compiles Asio inline, PyLoop separately; their services are found by type
+    # name, so the extension's sockets and timers register with the reactor the loop waits in:
+    # a loop that ran both has two epoll instances (its readiness set, Asio's reactor), never a
+    # third for the extension.
+    before = eventpoll_fds()
+    lp = make_pyloop()
+    try:
+        assert lp.run_until_complete(ex.echo_coroutine(lp, 0.01, b"x" * 100000)) == b"x" * 100000
+        assert lp.run_until_complete(ex.sleep_coroutine(lp, 0.01)) == 0.01
+        assert eventpoll_fds() - before == 2
+    finally:
+        close_loop(lp)
+    assert eventpoll_fds() == before
