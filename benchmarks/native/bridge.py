@@ -7,7 +7,9 @@ Rows:
 - cross_thread_latency: one completion at a time, loop -> worker thread -> loop. PyLoop's
   native future completed from a pool thread (pyloop_native_example.pool_ping) beside a
   Python thread that completes a loop future through call_soon_threadsafe, on asyncio,
-  uvloop, rloop and PyLoop. Microseconds per round trip (median of repeats).
+  uvloop, rloop and PyLoop. Microseconds per round trip (median of repeats), and the
+  process's CPU time per completion (all threads), which depends less on how fast a busy
+  machine schedules the waking threads.
 - cross_thread_throughput: 1,000 completions in flight at once, gathered; completions/s.
 - cpu_fanout: hashing 64 buffers of 2 MiB (the example's 64-bit hash) over the native pool
   (asyncio.gather of hash_on_pool) beside run_in_executor with a ThreadPoolExecutor of the
@@ -77,43 +79,43 @@ async def latency_python(n):
     loop = asyncio.get_running_loop()
     completer = PythonCompleter(loop)
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             fut = loop.create_future()
             completer.complete(fut)
             await fut
-        return (time.perf_counter() - start) / n
+        return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
     finally:
         completer.stop()
 
 
 async def latency_native(n):
     loop = asyncio.get_running_loop()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         await ex.pool_ping(loop)
-    return (time.perf_counter() - start) / n
+    return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
 
 
 async def throughput_python(n):
     loop = asyncio.get_running_loop()
     completer = PythonCompleter(loop)
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         futures = [loop.create_future() for _ in range(n)]
         for fut in futures:
             completer.complete(fut)
         await asyncio.gather(*futures)
-        return n / (time.perf_counter() - start)
+        return n / (time.perf_counter() - start), (time.process_time() - cpu) / n
     finally:
         completer.stop()
 
 
 async def throughput_native(n):
     loop = asyncio.get_running_loop()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(ex.pool_ping(loop) for _ in range(n)))
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), (time.process_time() - cpu) / n
 
 
 def run(factory, coro_fn, *args):
@@ -186,20 +188,23 @@ def main(argv=None):
         fan["native pool"].append(pool)
         fan["run_in_executor"].append(executor_time)
 
-    native_lat = median(latency["pyloop native future"])
-    native_thr = median(throughput["pyloop native future"])
+    def cell(values):  # (median of the measure, median CPU seconds per completion)
+        return median([v for v, _ in values]), median([c for _, c in values])
+
+    native_lat, native_lat_cpu = cell(latency["pyloop native future"])
+    native_thr, native_thr_cpu = cell(throughput["pyloop native future"])
     print(f"\n## cross_thread_latency (one completion at a time, median of {repeats} x {n_latency})")
-    print(f"{'completion':44} {'us/round trip':>14} {'native is x faster':>19}")
+    print(f"{'completion':44} {'us/round trip':>14} {'native x faster':>16} {'CPU us/op':>10} {'native x less CPU':>18}")
     for name, values in latency.items():
-        label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe from a Python thread"
-        value = median(values)
-        print(f"{label:44.44} {value * 1e6:14.2f} {value / native_lat:19.2f}")
+        label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe, Python thread"
+        value, cpu = cell(values)
+        print(f"{label:44.44} {value * 1e6:14.2f} {value / native_lat:16.2f} {cpu * 1e6:10.2f} {cpu / native_lat_cpu:18.2f}")
     print(f"\n## cross_thread_throughput ({n_throughput} in flight, median of {repeats})")
-    print(f"{'completion':44} {'completions/s':>14} {'native is x faster':>19}")
+    print(f"{'completion':44} {'completions/s':>14} {'native x faster':>16} {'CPU us/op':>10} {'native x less CPU':>18}")
     for name, values in throughput.items():
-        label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe from a Python thread"
-        value = median(values)
-        print(f"{label:44.44} {value:14.0f} {native_thr / value:19.2f}")
+        label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe, Python thread"
+        value, cpu = cell(values)
+        print(f"{label:44.44} {value:14.0f} {native_thr / value:16.2f} {cpu * 1e6:10.2f} {cpu / native_thr_cpu:18.2f}")
     one = median(fan["one core"])
     size_mib = len(buffers) * len(buffers[0]) / (1 << 20)
     print(f"\n## cpu_fanout ({len(buffers)} buffers, {size_mib:.0f} MiB, {workers} pool threads, "
