@@ -60,7 +60,8 @@ test-cpp:
 test-python:
 	$(PY) -m pytest tests/python -q -p no:cacheprovider
 	PYTHONASYNCIODEBUG=1 $(PY) -m pytest tests/python/test_net_*.py tests/python/test_subprocess*.py \
-	      tests/python/test_aiohttp_roundtrip.py \
+	      tests/python/test_lib_aiohttp.py tests/python/test_lib_uvicorn.py \
+	      tests/python/test_lib_asyncpg.py tests/python/test_lib_redis.py tests/python/test_lib_grpc.py \
 	      -q -p no:cacheprovider
 
 test-checks:

@@ -98,8 +98,12 @@ bool on_error_received(void* owner, int error, datagram_context where) noexcept 
 bool on_enter(void* owner) noexcept {
   datagram_io_object* io = owner_io(owner);
   if (loop_of_datagram(io)->debug) io->read_started = loop_driver::now();
+  // The callback may replace or drop `context` (start_reading, close); on_leave exits the one
+  // entered here.
   if (!io->context.is_valid()) return true;
-  return PyContext_Enter(io->context.ptr()) == 0;
+  if (PyContext_Enter(io->context.ptr()) < 0) return false;
+  io->entered = io->context;
+  return true;
 }
 
 // Debug mode: a read callback that ran for slow_callback_duration or longer is logged by
@@ -126,7 +130,8 @@ bool on_leave(void* owner) noexcept {
   datagram_io_object* io = owner_io(owner);
   nb::object pending;  // SystemExit or KeyboardInterrupt, kept across the exit
   if (PyErr_Occurred()) pending = take_exception();
-  bool ok = !io->context.is_valid() || PyContext_Exit(io->context.ptr()) == 0;
+  nb::object entered = std::move(io->entered);
+  bool ok = !entered.is_valid() || PyContext_Exit(entered.ptr()) == 0;
   if (ok && loop_of_datagram(io)->debug) ok = report_if_slow(io);
   if (pending.is_valid()) {
     if (!ok) PyErr_WriteUnraisable(io->loop.ptr());  // the pending exception matters more
@@ -196,6 +201,7 @@ PyObject* datagram_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) 
   new (&io->transport) nb::object(nb::borrow(transport));
   new (&io->protocol) nb::object();
   new (&io->context) nb::object();
+  new (&io->entered) nb::object();
   new (&io->address) nb::object();
   new (&io->peers) peer_addresses();
   io->peer_length = 0;
@@ -249,6 +255,7 @@ void datagram_io_dealloc(PyObject* self) {
   io->io.~datagram_io();
   io->peers.~peer_addresses();
   io->address.~object();
+  io->entered.~object();
   io->context.~object();
   io->protocol.~object();
   io->transport.~object();

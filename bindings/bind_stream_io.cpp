@@ -150,7 +150,12 @@ bool on_read_failed(void* owner, int error) noexcept {
 bool on_enter(void* owner) noexcept {
   stream_io_object* io = owner_io(owner);
   if (loop_of(io)->debug) io->read_started = loop_driver::now();
-  return PyContext_Enter(io->context.ptr()) == 0;
+  // The callback may call start_reading (resume_reading, set_protocol), which replaces
+  // `context` for the reads to come; on_leave exits the one entered here, as asyncio's running
+  // _read_ready handle finishes in its own context.
+  if (PyContext_Enter(io->context.ptr()) < 0) return false;
+  io->entered = io->context;
+  return true;
 }
 
 // Debug mode: a read callback that ran for slow_callback_duration or longer is logged by
@@ -178,7 +183,8 @@ bool on_leave(void* owner) noexcept {
   // The read may have left SystemExit or KeyboardInterrupt pending: kept across the exit.
   nb::object pending;
   if (PyErr_Occurred()) pending = take_exception();
-  bool ok = PyContext_Exit(io->context.ptr()) == 0;
+  nb::object entered = std::move(io->entered);
+  bool ok = PyContext_Exit(entered.ptr()) == 0;
   if (ok && loop_of(io)->debug) ok = report_if_slow(io);
   if (pending.is_valid()) {
     if (!ok) PyErr_WriteUnraisable(io->loop.ptr());  // the pending exception matters more
@@ -231,6 +237,7 @@ PyObject* stream_io_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   new (&io->transport) nb::object(nb::borrow(transport));
   new (&io->protocol) nb::object();
   new (&io->context) nb::object();
+  new (&io->entered) nb::object();
   new (&io->tls) nb::object();
   io->lent = Py_buffer{};
   io->kind = kind;
@@ -274,6 +281,7 @@ void stream_io_dealloc(PyObject* self) {
   io->reader.~stream_reader();
   io->writer.~stream_writer();
   io->tls.~object();
+  io->entered.~object();
   io->context.~object();
   io->protocol.~object();
   io->transport.~object();

@@ -164,6 +164,16 @@ PyObject* transport_write(PyObject* transport, PyObject* data) {
   return write_result(io, io->writer.write(bytes.data(), bytes.size(), bytes.keep()));
 }
 
+// True when obj hands out a simple buffer at this moment. A refusal leaves its exception set;
+// an object with no buffer interface at all sets none.
+bool exports_buffer(PyObject* obj) noexcept {
+  if (!PyObject_CheckBuffer(obj)) return false;
+  Py_buffer view;
+  if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0) return false;
+  PyBuffer_Release(&view);
+  return true;
+}
+
 // SocketTransport.writelines(list_of_data): every piece joins the queue; one send for all.
 PyObject* transport_writelines(PyObject* transport, PyObject* list_of_data) {
   stream_io_object* io = stream_io_of(transport);
@@ -172,14 +182,19 @@ PyObject* transport_writelines(PyObject* transport, PyObject* list_of_data) {
   if (!items.is_valid()) return nullptr;
   const Py_ssize_t count = PySequence_Fast_GET_SIZE(items.ptr());
   PyObject** item = PySequence_Fast_ITEMS(items.ptr());
-  // Validate everything before queueing anything, as b"".join would fail before writing.
+  // Validate everything before queueing anything, as asyncio does: an item must export a
+  // buffer now (a released memoryview does not). b"".join reports any refusal as TypeError;
+  // 3.12+ socket transports take memoryview(item) instead, whose own error (ValueError for a
+  // released memoryview) reaches the caller. Pipe transports join on every version.
+  const bool memoryview_errors = PY_VERSION_HEX >= 0x030C0000 && io->kind == descriptor_kind::socket;
   for (Py_ssize_t i = 0; i < count; ++i) {
-    if (!PyObject_CheckBuffer(item[i])) {
-      PyErr_Format(PyExc_TypeError,
-                   "sequence item %zd: expected a bytes-like object, %.80s found", i,
-                   Py_TYPE(item[i])->tp_name);
-      return nullptr;
-    }
+    if (PyBytes_CheckExact(item[i]) || exports_buffer(item[i])) continue;
+    if (memoryview_errors && PyErr_Occurred()) return nullptr;
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError,
+                 "sequence item %zd: expected a bytes-like object, %.80s found", i,
+                 Py_TYPE(item[i])->tp_name);
+    return nullptr;
   }
   const int admitted = admit_write(io, count == 0);
   if (admitted <= 0) return admitted < 0 ? nullptr : Py_NewRef(Py_None);

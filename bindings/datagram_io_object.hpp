@@ -24,6 +24,7 @@ struct datagram_io_object {
   nb::object transport;     // the Python transport, until detach(): the slow paths call it
   nb::object protocol;      // while reading: receives datagram_received and error_received
   nb::object context;       // while reading: the contextvars.Context the protocol runs in
+  nb::object entered;       // the Context the running read callback entered (on_enter to on_leave)
   nb::object address;       // asyncio's _address: the fixed destination (remote_addr), or empty
   peer_addresses peers;     // address objects of recent peers, the latest conversion's sockaddr
   sockaddr_storage peer;    // the sockaddr of `address` when it converted natively

@@ -23,6 +23,7 @@ struct stream_io_object {
   nb::object transport;  // the Python transport, until detach(): the slow paths call it
   nb::object protocol;   // while reading: receives data_received or get_buffer/buffer_updated
   nb::object context;    // while reading: the contextvars.Context the protocol runs in
+  nb::object entered;    // the Context the running read callback entered (on_enter to on_leave)
   nb::object tls;        // a TLSSession while TLS runs over this stream (set_tls): bytes read go to it
   Py_buffer lent;        // get_buffer()'s memory during one read into it (obj null otherwise)
   double read_started;   // debug mode: loop time at which the running read callback began

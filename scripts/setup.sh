@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 
 # wrk loads the HTTP benchmarks (benchmarks/net); libssl-dev builds the TLS benchmark's C
 # client and openssl makes its certificate at run time (benchmarks/net/run_io.py).
-APT_PACKAGES=(g++ make cmake ninja-build libasio-dev libgtest-dev wrk libssl-dev openssl)
+# postgresql and redis-server are the servers the library tests start on their own ports and
+# data directories (tests/python/services.py); the packages' own instances are not used.
+APT_PACKAGES=(g++ make cmake ninja-build libasio-dev libgtest-dev wrk libssl-dev openssl
+              postgresql redis-server)
 
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

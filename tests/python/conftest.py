@@ -15,6 +15,9 @@ import pathlib
 
 import pytest
 
+# Session fixtures starting PostgreSQL and Redis on demand (tests/python/services.py).
+from services import postgres_server, redis_server  # noqa: F401
+
 HERE = pathlib.Path(__file__).resolve().parent
 
 ASYNCIO_ONLY_ENV = "PYLOOP_TESTS_ASYNCIO_ONLY"

@@ -193,6 +193,25 @@ def test_debug_mode_logs_the_peer_closing(loop, fds, caplog):
 # -- writing -------------------------------------------------------------------------------
 
 
+def test_write_pipe_writelines_with_a_released_memoryview_raises_type_error(loop, fds):
+    # The pipe transport joins the pieces first on every version: TypeError, nothing written.
+    r, w = fds.pipe()
+    pipe = fds.writer(w)
+    released = memoryview(b"gone")
+    released.release()
+
+    async def main():
+        transport, proto = await connect_write(loop, pipe)
+        with pytest.raises(TypeError):
+            transport.writelines([b"first", released])
+        transport.write(b"!")
+        await asyncio.sleep(0)
+        assert drain_fd(r, 1) == b"!"
+        transport.close()
+
+    run(loop, main())
+
+
 def test_write_pipe_write_writelines_close(loop, fds):
     r, w = fds.pipe()
     pipe = fds.writer(w)

@@ -10,6 +10,7 @@
 import asyncio
 import select
 import socket
+import sys
 
 import pytest
 
@@ -259,6 +260,24 @@ def test_writelines_rejects_non_bytes_and_writes_nothing(loop, bad):
         transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
         with pytest.raises(TypeError):
             transport.writelines([b"ok", bad])
+        transport.write(b"!")
+        assert await recv_exactly(loop, peer, 1) == b"!"
+        await _close(transport, proto, peer)
+
+    run(loop, main())
+
+
+def test_writelines_with_a_released_memoryview_raises_and_writes_nothing(loop):
+    # 3.11's b"".join reports the refused export as TypeError; 3.12+ build memoryview(item)
+    # first, which raises ValueError. Either way nothing of the call is written.
+    released = memoryview(b"gone")
+    released.release()
+    expected = ValueError if sys.version_info >= (3, 12) else TypeError
+
+    async def main():
+        transport, proto, peer = await connect_to_listener(loop, lambda: Recorder(loop))
+        with pytest.raises(expected):
+            transport.writelines([b"first", released])
         transport.write(b"!")
         assert await recv_exactly(loop, peer, 1) == b"!"
         await _close(transport, proto, peer)

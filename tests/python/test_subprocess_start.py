@@ -8,6 +8,7 @@ import gc
 import os
 import signal
 import stat
+import time
 
 import pytest
 
@@ -223,3 +224,34 @@ def test_path_of_the_environment_is_read_at_each_start(loop, tmp_path, monkeypat
         return found, default
 
     assert run(loop, main()) == ((b"found\n", 0), b"default\n")
+
+
+def test_start_abandoned_after_it_succeeded_closes_the_pipes_and_reaps_the_child(pyloop_module):
+    # PyLoop only: its start completes on the native runtime, so the start can have succeeded
+    # while the awaiting task never resumes (its loop closed first and the task is destroyed).
+    # The coroutine is then closed at that await: the child's pipe ends must not stay open,
+    # nor the child unreaped, until the process exits.
+    gc.collect()
+    before = open_descriptors()
+    loop = pyloop_module.new_event_loop()
+    try:
+        start = loop._spawn_fast(["sleep", "30"], False, PIPE, PIPE, PIPE, 0, {})
+        started = start.send(None)  # the start's future, as the task would await it
+        loop.run_until_complete(started)
+        pid = started.result()[0]
+        start.close()  # GeneratorExit at the await, as when the pending task is destroyed
+    finally:
+        loop.close()
+    assert open_descriptors() == before
+    deadline = time.monotonic() + 5
+    while _alive(pid):  # a zombie still answers kill(pid, 0): gone means reaped
+        assert time.monotonic() < deadline, f"child {pid} was not reaped"
+        time.sleep(0.01)
+
+
+def _alive(pid):
+    try:  # not waitpid: the test must see the loop's reaping, not do it
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -22,10 +22,10 @@ import logging
 import os
 import socket
 import sys
-import warnings
-from asyncio import futures, selector_events, transports, trsock
+from asyncio import futures, selector_events, transports
 
 from ._pyloop import DatagramIO, install_datagram_methods
+from ._transport import ReadingControl, SocketOwner
 
 logger = logging.getLogger("asyncio")
 
@@ -77,7 +77,9 @@ def _numeric_address(sock, addr):
     return (host, port, *(int(r) for r in rest))
 
 
-class DatagramTransport(transports._FlowControlMixin, transports.DatagramTransport):
+class DatagramTransport(
+    SocketOwner, ReadingControl, transports._FlowControlMixin, transports.DatagramTransport
+):
     """asyncio.DatagramTransport over a datagram socket."""
 
     # `_io` is a slot so the native sendto() finds it at a fixed offset.
@@ -88,16 +90,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         # The extra info first: whether the socket has a peer decides how it sends.
         extra = {} if extra is None else dict(extra)
-        extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            extra["sockname"] = sock.getsockname()
-        except OSError:
-            extra["sockname"] = None
-        if "peername" not in extra:
-            try:
-                extra["peername"] = sock.getpeername()
-            except OSError:
-                extra["peername"] = None
+        self._socket_extra(sock, extra)
         self._io = DatagramIO(
             loop, sock.fileno(), self, sock.family, bool(extra["peername"]),
             address if address else None, _SEND_EMPTY, _HEADER_SIZE,
@@ -119,24 +112,6 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
 
-    def __repr__(self) -> str:
-        info = [type(self).__name__]
-        if self._sock is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._sock_fd}")
-        if self._sock is not None and self._loop is not None and not self._loop.is_closed():
-            info.append("read=" + ("polling" if self._io.reading else "idle"))
-            writing = "polling" if self._io.waiting else "idle"
-            info.append(f"write=<{writing}, bufsize={self._io.pending}>")
-        return "<{}>".format(" ".join(info))
-
-    def __del__(self, _warn=warnings.warn) -> None:
-        if self._sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._sock.close()
-
     # -- protocol ------------------------------------------------------------------------
 
     def set_protocol(self, protocol) -> None:
@@ -153,24 +128,12 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         if self.is_reading():
             self._io.start_reading()
 
-    def is_reading(self) -> bool:
-        return not self._closing and not self._paused
-
-    def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._io.stop_reading()
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
+    # pause_reading() and resume_reading() are ReadingControl's, through these two.
+    def _install_reader(self) -> None:
         self._io.start_reading()
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
+
+    def _remove_reader(self) -> None:
+        self._io.stop_reading()
 
     def _callback_error(self, exc, reading) -> None:
         """A protocol's exception escaped the native read callback (reading) or writability

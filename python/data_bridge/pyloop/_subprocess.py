@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from asyncio import base_events, base_subprocess, exceptions, futures
 
@@ -80,6 +81,20 @@ def _wait_in_thread(loop, pid, callback) -> None:
     threading.Thread(target=wait, name=f"pyloop-waitpid-{pid}", daemon=True).start()
 
 
+def _abandon_child(loop, started) -> None:
+    """Disposes of a started child whose task went away: its pipe ends closed, the child
+    killed and reaped in the background."""
+    pid, *pipe_ends = started
+    for fd in pipe_ends:
+        if fd is not None:
+            os.close(fd)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _wait_in_thread(loop, pid, _ignore_exit)
+
+
 def _ignore_exit(pid, returncode) -> None:
     """The exit callback of a child nobody waits for any more."""
 
@@ -124,6 +139,12 @@ class SubprocessMethods:
             if not started.done() or started.exception() is not None:
                 raise exceptions.CancelledError from None
             await self._end_child(_spawn.make_popen(args, started.result()))
+            raise
+        except GeneratorExit:
+            # The task is being destroyed at this await (its loop was closed after the start
+            # succeeded and before the task resumed): nobody will use the child.
+            if started.done() and not started.cancelled() and started.exception() is None:
+                _abandon_child(self, started.result())
             raise
 
     async def _end_child(self, proc) -> None:

@@ -97,8 +97,47 @@ class NativeWriteBuffer:
         self._io.set_write_limits(self._high_water, self._low_water)
 
 
+class SocketOwner:
+    """What a transport owning a socket read and written by its native `_io` shows: the
+    socket's extra info, asyncio's repr, and the ResourceWarning of one left unclosed."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _socket_extra(sock, extra) -> None:
+        """Fills extra with the socket, its name and its peer's (None where unknown)."""
+        extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            extra["sockname"] = sock.getsockname()
+        except OSError:
+            extra["sockname"] = None
+        if "peername" not in extra:
+            try:
+                extra["peername"] = sock.getpeername()
+            except OSError:
+                extra["peername"] = None
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        if self._sock is not None and self._loop is not None and not self._loop.is_closed():
+            info.append("read=" + ("polling" if self._io.reading else "idle"))
+            writing = "polling" if self._io.waiting else "idle"
+            info.append(f"write=<{writing}, bufsize={self._io.pending}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn=warnings.warn) -> None:
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+
 class SocketTransport(
-    ReadingControl, NativeWriteBuffer, transports._FlowControlMixin, transports.Transport
+    SocketOwner, ReadingControl, NativeWriteBuffer, transports._FlowControlMixin, transports.Transport
 ):
     """asyncio.Transport over a connected stream socket."""
 
@@ -113,16 +152,7 @@ class SocketTransport(
         # _set_write_buffer_limits (the writer keeps them).
         self._io = StreamIO(loop, sock.fileno(), self)
         super().__init__(extra, loop)
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        self._socket_extra(sock, self._extra)
         self._sock = sock
         self._sock_fd = sock.fileno()
         self._protocol_connected = False
@@ -145,23 +175,6 @@ class SocketTransport(
         if waiter is not None:
             loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
 
-    def __repr__(self) -> str:
-        info = [type(self).__name__]
-        if self._sock is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._sock_fd}")
-        if self._sock is not None and self._loop is not None and not self._loop.is_closed():
-            info.append("read=" + ("polling" if self.is_reading() else "idle"))
-            writing = "polling" if self._io.waiting else "idle"
-            info.append(f"write=<{writing}, bufsize={self._io.pending}>")
-        return "<{}>".format(" ".join(info))
-
-    def __del__(self, _warn=warnings.warn) -> None:
-        if self._sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._sock.close()
 
     # -- protocol ------------------------------------------------------------------------
 
