@@ -4,6 +4,11 @@
     python benchmarks/native/bridge.py --quick    # smoke run, a few seconds
 
 Rows:
+- wakeup_latency: the issue's measure, one way. A worker thread, idle for 0.5 ms, takes the
+  monotonic clock and completes a future; the awaiting task reads the clock when it resumes.
+  PyLoop's native future completed from a pool thread (pyloop_native_example.stamp_after)
+  beside a Python thread calling call_soon_threadsafe(fut.set_result, stamp) on asyncio,
+  uvloop, rloop and PyLoop. Median microseconds from the completion to the task.
 - cross_thread_latency: one completion at a time, loop -> worker thread -> loop. PyLoop's
   native future completed from a pool thread (pyloop_native_example.pool_ping) beside a
   Python thread that completes a loop future through call_soon_threadsafe, on asyncio,
@@ -49,6 +54,56 @@ def loop_factories():
             pass
     factories["pyloop"] = pyloop.new_event_loop
     return factories
+
+
+class PythonStamper:
+    """A Python thread that sleeps, then completes each future it is handed with the time."""
+
+    def __init__(self, loop, delay):
+        self.loop = loop
+        self.delay = delay
+        self.inbox = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            fut = self.inbox.get()
+            if fut is None:
+                return
+            time.sleep(self.delay)
+            self.loop.call_soon_threadsafe(fut.set_result, time.monotonic())
+
+    def stop(self):
+        self.inbox.put(None)
+        self.thread.join()
+
+
+WAKEUP_DELAY = 0.0005  # the worker's idle time before it completes (the loop is waiting)
+
+
+async def wakeup_python(n):
+    loop = asyncio.get_running_loop()
+    stamper = PythonStamper(loop, WAKEUP_DELAY)
+    samples = []
+    try:
+        for _ in range(n):
+            fut = loop.create_future()
+            stamper.inbox.put(fut)
+            stamp = await fut
+            samples.append(time.monotonic() - stamp)
+    finally:
+        stamper.stop()
+    return statistics.median(samples), None
+
+
+async def wakeup_native(n):
+    loop = asyncio.get_running_loop()
+    samples = []
+    for _ in range(n):
+        stamp = await ex.stamp_after(loop, WAKEUP_DELAY)
+        samples.append(time.monotonic() - stamp)
+    return statistics.median(samples), None
 
 
 class PythonCompleter:
@@ -171,6 +226,9 @@ def main(argv=None):
           f"{info['python']}, {info['date']}, load {info['load_average']}")
     factories = loop_factories()
 
+    n_wakeup = 100 if args.quick else 400
+    wakeup = {name: [] for name in factories}
+    wakeup["pyloop native future"] = []
     latency = {name: [] for name in factories}
     latency["pyloop native future"] = []
     throughput = {name: [] for name in factories}
@@ -178,6 +236,9 @@ def main(argv=None):
     fan = {"one core": [], "native pool": [], "run_in_executor": []}
     workers = ex.pool_size()
     for _ in range(repeats):
+        for name, factory in factories.items():
+            wakeup[name].append(run(factory, wakeup_python, n_wakeup))
+        wakeup["pyloop native future"].append(run(pyloop.new_event_loop, wakeup_native, n_wakeup))
         for name, factory in factories.items():
             latency[name].append(run(factory, latency_python, n_latency))
             throughput[name].append(run(factory, throughput_python, n_throughput))
@@ -190,6 +251,15 @@ def main(argv=None):
 
     def cell(values):  # (median of the measure, median CPU seconds per completion)
         return median([v for v, _ in values]), median([c for _, c in values])
+
+    native_wake = median([v for v, _ in wakeup["pyloop native future"]])
+    print(f"\n## wakeup_latency (worker completes -> awaiting task runs, one way; median of "
+          f"{repeats} runs of {n_wakeup})")
+    print(f"{'completion':44} {'us':>14} {'native x faster':>16}")
+    for name, values in wakeup.items():
+        label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe, Python thread"
+        value = median([v for v, _ in values])
+        print(f"{label:44.44} {value * 1e6:14.2f} {value / native_wake:16.2f}")
 
     native_lat, native_lat_cpu = cell(latency["pyloop native future"])
     native_thr, native_thr_cpu = cell(throughput["pyloop native future"])

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <time.h>
 #include <vector>
 
 #include "coroutines.hpp"
@@ -177,6 +178,17 @@ nb::object sleep_on_pool(nb::handle loop, double seconds) {
   }));
 }
 
+// Sleeps on a pool thread, then completes with the monotonic clock's time (seconds, the
+// clock of time.monotonic()) taken just before completing: the one-way wake-up benchmark.
+nb::object stamp_after(nb::handle loop, double delay) {
+  return to_nb(dp::run_on_pool(loop.ptr(), [delay] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+  }));
+}
+
 // Completes at once on a pool thread (the cross-thread latency benchmark).
 nb::object pool_ping(nb::handle loop) {
   return to_nb(dp::run_on_pool(loop.ptr(), [] {}));
@@ -265,6 +277,7 @@ NB_MODULE(pyloop_native_example, m) {
   m.def("wait_for_cancel", &wait_for_cancel, nb::arg("loop"));
   m.def("sleep_on_pool", &sleep_on_pool, nb::arg("loop"), nb::arg("seconds"));
   m.def("pool_ping", &pool_ping, nb::arg("loop"));
+  m.def("stamp_after", &stamp_after, nb::arg("loop"), nb::arg("delay"));
   m.def("pool_size", [] { return dp::pool_size(); });
   m.def("make_buffer", &make_buffer, nb::arg("size"), nb::arg("fill") = 0);
   m.def("live_buffers", [] { return live_buffers.load(); });
