@@ -21,6 +21,13 @@ Rows:
   same size (hash_sync releases the GIL), and one core (hash_sync in a loop); speedup over
   one core, with the cores used.
 
+Pinning: the completion rows run with the process pinned to one CPU (--pin-cpu, default the
+first usable one), the fan-out on every usable CPU. Unpinned, a completion that wakes a thread
+on an idle virtual CPU pays the hypervisor's cross-CPU wake-up: on the 2-core VM this was
+written on, the native round trip then varied between 4 and 50 us from one run to the next
+(perf: the time in the kernel's try_to_wake_up), while pinned it stays near 4 us. --no-pin
+measures unpinned.
+
 Needs the example extension (scripts/setup.sh builds it). Medians of --repeats runs,
 interleaved; the machine is described first.
 """
@@ -215,7 +222,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--pin-cpu", type=int, default=None,
+                        help="CPU the completion rows run on (default: the first usable one)")
+    parser.add_argument("--no-pin", action="store_true", help="run the completion rows unpinned")
     args = parser.parse_args(argv)
+    all_cpus = sorted(os.sched_getaffinity(0))
+    pinned = None if args.no_pin else ({args.pin_cpu} if args.pin_cpu is not None else {all_cpus[0]})
     repeats = args.repeats or (3 if args.quick else 5)
     n_latency = 500 if args.quick else 3000
     n_throughput = 1000
@@ -225,6 +237,8 @@ def main(argv=None):
     print(f"# native bridge — {info['cpu']}, {info['usable_cores']} usable cores, {info['os']}, "
           f"{info['python']}, {info['date']}, load {info['load_average']}")
     factories = loop_factories()
+    print(f"completion rows: {'pinned to CPU ' + ','.join(map(str, sorted(pinned))) if pinned else 'unpinned'}; "
+          f"fan-out on CPUs {','.join(map(str, all_cpus))}")
 
     n_wakeup = 100 if args.quick else 400
     wakeup = {name: [] for name in factories}
@@ -236,6 +250,8 @@ def main(argv=None):
     fan = {"one core": [], "native pool": [], "run_in_executor": []}
     workers = ex.pool_size()
     for _ in range(repeats):
+        if pinned:
+            os.sched_setaffinity(0, pinned)
         for name, factory in factories.items():
             wakeup[name].append(run(factory, wakeup_python, n_wakeup))
         wakeup["pyloop native future"].append(run(pyloop.new_event_loop, wakeup_native, n_wakeup))
@@ -244,6 +260,7 @@ def main(argv=None):
             throughput[name].append(run(factory, throughput_python, n_throughput))
         latency["pyloop native future"].append(run(pyloop.new_event_loop, latency_native, n_latency))
         throughput["pyloop native future"].append(run(pyloop.new_event_loop, throughput_native, n_throughput))
+        os.sched_setaffinity(0, all_cpus)
         one, pool, executor_time = fanout(buffers, workers)
         fan["one core"].append(one)
         fan["native pool"].append(pool)
