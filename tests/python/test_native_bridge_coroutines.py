@@ -55,6 +55,15 @@ def test_timer_and_loopback_round_trip(ex, ploop):
     assert open_fds() == fds
 
 
+def test_coroutine_without_result_gives_none(ex, ploop):
+    async def main():
+        fut = ex.yield_coroutine(ploop)
+        assert isinstance(fut, asyncio.Future) and not fut.done()
+        return await fut
+
+    assert ploop.run_until_complete(main()) is None
+
+
 def test_cpp_awaits_a_python_coroutine_task_and_future(ex, ploop):
     async def double(x):
         await asyncio.sleep(0.01)

@@ -38,6 +38,11 @@ inline asio::awaitable<double> native_sleep(double delay) {
   co_return delay;
 }
 
+// A coroutine with no result (the Python future gets None): yields to the loop once.
+inline asio::awaitable<void> yield_once() {
+  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+}
+
 // Accepts one connection and echoes what it reads until the peer shuts down its side.
 inline asio::awaitable<void> echo_once(tcp::acceptor acceptor) {
   tcp::socket peer = co_await acceptor.async_accept(asio::use_awaitable);

@@ -224,6 +224,7 @@ nb::object echo_coroutine(nb::handle loop, double delay, nb::bytes payload) {
   std::string data(payload.c_str(), payload.size());
   return to_nb(dp::spawn(loop.ptr(), timer_then_echo(delay, std::move(data))));
 }
+nb::object yield_coroutine(nb::handle loop) { return to_nb(dp::spawn(loop.ptr(), yield_once())); }
 nb::object sleep_coroutine(nb::handle loop, double delay) {
   return to_nb(dp::spawn(loop.ptr(), native_sleep(delay)));
 }
@@ -283,6 +284,7 @@ NB_MODULE(pyloop_native_example, m) {
   m.def("live_buffers", [] { return live_buffers.load(); });
   m.def("echo_coroutine", &echo_coroutine, nb::arg("loop"), nb::arg("delay"), nb::arg("payload"));
   m.def("sleep_coroutine", &sleep_coroutine, nb::arg("loop"), nb::arg("delay"));
+  m.def("yield_coroutine", &yield_coroutine, nb::arg("loop"));
   m.def("await_coroutine", &await_coroutine, nb::arg("loop"), nb::arg("awaitable"));
   m.def("catch_coroutine", &catch_coroutine, nb::arg("loop"), nb::arg("awaitable"));
   m.def("watch_coroutine", &watch_coroutine, nb::arg("loop"), nb::arg("awaitable"));
