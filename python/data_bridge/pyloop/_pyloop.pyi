@@ -255,6 +255,24 @@ class _LoopCallbacks(Protocol):
     def _handle_signal(self, signum: int) -> None: ...  # a signal number from the pipe
     def _ensure_fd_no_transport(self, fd: int) -> None: ...  # before a sock_* call waits
 
+# -- the native bridge (include/data_bridge/pyloop/, docs/native.md) ---------------------------
+
+# PyCapsule "data_bridge.pyloop._pyloop._C_API": the versioned table of plain functions
+# (include/data_bridge/pyloop/c_api.h) other extensions import through api.hpp.
+_C_API: Any
+
+class NativeBuffer:
+    """Native memory lent to Python through the buffer protocol, without a copy (made by
+    native code through the C API; memoryview(), bytes(), len()). The owner's memory is
+    released when the object and every view of it are gone."""
+
+class NativeFuture(asyncio.Future[Any]):
+    """The asyncio future of a native bridge promise: cancel() also tells the native side."""
+
+    def cancel(self, msg: Any | None = None) -> bool: ...
+
+def _native_pool_size() -> int: ...  # threads of the process-wide native runtime
+
 class _TransportCallbacks(Protocol):
     """Members StreamIO calls on the transport it serves, SocketTransport or a pipe transport
     (which keeps the StreamIO in its `_io` __slots__ entry, where the native write() finds
