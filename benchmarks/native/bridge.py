@@ -9,6 +9,12 @@ Rows:
   PyLoop's native future completed from a pool thread (pyloop_native_example.stamp_after)
   beside a Python thread calling call_soon_threadsafe(fut.set_result, stamp) on asyncio,
   uvloop, rloop and PyLoop. Median microseconds from the completion to the task.
+- busy_wakeup_latency: the same while the loop is busy: a task runs Python code in slices of
+  0.2 ms between yields, as a loaded server does. The Python thread's completion is ready at
+  its due time but needs the GIL, which the busy loop thread holds; the native completion
+  needs no GIL and is taken at the loop's next iteration. Measured from the moment each
+  completion is ready (the due time, the native stamp) to the task. Unpinned: the worker
+  runs beside the loop, on the other core.
 - cross_thread_latency: one completion at a time, loop -> worker thread -> loop. PyLoop's
   native future completed from a pool thread (pyloop_native_example.pool_ping) beside a
   Python thread that completes a loop future through call_soon_threadsafe, on asyncio,
@@ -110,6 +116,76 @@ async def wakeup_native(n):
     for _ in range(n):
         stamp = await ex.stamp_after(loop, WAKEUP_DELAY)
         samples.append(time.monotonic() - stamp)
+    return statistics.median(samples), None
+
+
+BUSY_SLICE = 0.0002  # the busy task's Python work between two yields to the loop
+
+
+async def _busy(stop):
+    """Python work on the loop, yielding every BUSY_SLICE seconds, as a loaded server does."""
+    while not stop.done():
+        end = time.perf_counter() + BUSY_SLICE
+        while time.perf_counter() < end:
+            pass
+        await asyncio.sleep(0)
+
+
+class DueStamper:
+    """A Python thread that sleeps until each future's due time, then completes it with that
+    time: the completion is ready at `due`; from then on it needs the GIL."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.inbox = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            item = self.inbox.get()
+            if item is None:
+                return
+            fut, due = item
+            time.sleep(max(0.0, due - time.monotonic()))
+            self.loop.call_soon_threadsafe(fut.set_result, due)
+
+    def stop(self):
+        self.inbox.put(None)
+        self.thread.join()
+
+
+async def busy_wakeup_python(n):
+    loop = asyncio.get_running_loop()
+    stamper = DueStamper(loop)
+    stop = loop.create_future()
+    busy = asyncio.ensure_future(_busy(stop))
+    samples = []
+    try:
+        for _ in range(n):
+            fut = loop.create_future()
+            stamper.inbox.put((fut, time.monotonic() + WAKEUP_DELAY))
+            due = await fut
+            samples.append(time.monotonic() - due)
+    finally:
+        stop.set_result(None)
+        await busy
+        stamper.stop()
+    return statistics.median(samples), None
+
+
+async def busy_wakeup_native(n):
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    busy = asyncio.ensure_future(_busy(stop))
+    samples = []
+    try:
+        for _ in range(n):
+            stamp = await ex.stamp_after(loop, WAKEUP_DELAY)
+            samples.append(time.monotonic() - stamp)
+    finally:
+        stop.set_result(None)
+        await busy
     return statistics.median(samples), None
 
 
@@ -241,12 +317,15 @@ def main(argv=None):
           f"fan-out on CPUs {','.join(map(str, all_cpus))}")
 
     n_wakeup = 100 if args.quick else 400
+    n_busy = 50 if args.quick else 200
     wakeup = {name: [] for name in factories}
     wakeup["pyloop native future"] = []
     latency = {name: [] for name in factories}
     latency["pyloop native future"] = []
     throughput = {name: [] for name in factories}
     throughput["pyloop native future"] = []
+    busy_wakeup = {name: [] for name in factories}
+    busy_wakeup["pyloop native future"] = []
     fan = {"one core": [], "native pool": [], "run_in_executor": []}
     workers = ex.pool_size()
     for _ in range(repeats):
@@ -261,6 +340,9 @@ def main(argv=None):
         latency["pyloop native future"].append(run(pyloop.new_event_loop, latency_native, n_latency))
         throughput["pyloop native future"].append(run(pyloop.new_event_loop, throughput_native, n_throughput))
         os.sched_setaffinity(0, all_cpus)
+        for name, factory in factories.items():
+            busy_wakeup[name].append(run(factory, busy_wakeup_python, n_busy))
+        busy_wakeup["pyloop native future"].append(run(pyloop.new_event_loop, busy_wakeup_native, n_busy))
         one, pool, executor_time = fanout(buffers, workers)
         fan["one core"].append(one)
         fan["native pool"].append(pool)
@@ -277,6 +359,15 @@ def main(argv=None):
         label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe, Python thread"
         value = median([v for v, _ in values])
         print(f"{label:44.44} {value * 1e6:14.2f} {value / native_wake:16.2f}")
+
+    native_busy = median([v for v, _ in busy_wakeup["pyloop native future"]])
+    print(f"\n## busy_wakeup_latency (as wakeup_latency while a task runs Python code on the loop, "
+          f"yielding every {BUSY_SLICE * 1e6:.0f} us; unpinned; median of {repeats} runs of {n_busy})")
+    print(f"{'completion':44} {'us':>14} {'native x faster':>16}")
+    for name, values in busy_wakeup.items():
+        label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe, Python thread"
+        value = median([v for v, _ in values])
+        print(f"{label:44.44} {value * 1e6:14.2f} {value / native_busy:16.2f}")
 
     native_lat, native_lat_cpu = cell(latency["pyloop native future"])
     native_thr, native_thr_cpu = cell(throughput["pyloop native future"])
