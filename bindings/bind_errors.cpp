@@ -14,6 +14,11 @@ PyObject* set_os_error(int error) noexcept {
   return PyErr_SetFromErrno(PyExc_OSError);
 }
 
+PyObject* set_os_error_with_filename(int error, PyObject* filename) noexcept {
+  errno = error;
+  return PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
+}
+
 PyObject* set_loop_closed() noexcept {
   PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
   return nullptr;

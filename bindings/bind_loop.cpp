@@ -68,6 +68,12 @@ PyObject* loop_close_native(PyObject* self, PyObject*) {
   if (!loop->closed && !flush_stream_writers(loop)) return nullptr;
   loop->closed = true;
   loop->driver->close();
+  // No completion can reach a closed loop: the futures it kept for native work (resolver
+  // queries, native bridge futures) are let go, pending, as an executor's are.
+  if (loop->pending_queries != nullptr) {
+    auto detached = std::move(*loop->pending_queries);
+    loop->pending_queries->clear();
+  }
   Py_RETURN_NONE;
 }
 

@@ -23,6 +23,10 @@ namespace pyloop::bindings {
 PyObject* set_os_error(int error) noexcept;
 inline PyObject* set_os_error(std::error_code ec) noexcept { return set_os_error(ec.value()); }
 
+// The same with the file name the failing call was given (OSError.filename), as open() and
+// the os module's path functions raise it. Returns null.
+PyObject* set_os_error_with_filename(int error, PyObject* filename) noexcept;
+
 // RuntimeError("Event loop is closed"), asyncio's wording. Returns null.
 PyObject* set_loop_closed() noexcept;
 

@@ -91,5 +91,8 @@ void export_pipe(nb::module_& m);
 void export_datagram_io(nb::module_& m);
 void export_subprocess(nb::module_& m);
 void export_child_watch(nb::module_& m);
+void export_file_io(nb::module_& m);
+void export_native_buffer(nb::module_& m);  // bindings/bind_native_buffer.cpp
+void export_native_bridge(nb::module_& m);  // bindings/bind_native_bridge.cpp
 
 }  // namespace pyloop::bindings

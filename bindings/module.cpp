@@ -4,6 +4,7 @@
 #include "handle_object.hpp"
 #include "loop_object.hpp"
 #include "module_state.hpp"
+#include "native_link.hpp"
 #include "tls_session_object.hpp"
 
 NB_MODULE(_pyloop, m) {
@@ -19,4 +20,8 @@ NB_MODULE(_pyloop, m) {
   export_datagram_io(m);
   export_subprocess(m);
   export_child_watch(m);
+  export_file_io(m);
+  export_native_buffer(m);
+  export_native_future(m);
+  export_native_bridge(m);
 }

@@ -93,6 +93,10 @@ struct module_state {
   nb::object report_handle_exception;  // (handle, exc) -> None: builds the context dict
   nb::object handle_repr;              // (handle) -> str, asyncio's Handle repr format
   nb::object extract_stack;            // () -> list: the caller's stack, for debug mode
+  nb::object cancelled_error;          // asyncio.CancelledError (native bridge completions)
+  PyTypeObject* native_buffer_type = nullptr;  // _pyloop.NativeBuffer (native bridge)
+  PyTypeObject* native_future_type = nullptr;  // _pyloop.NativeFuture (native bridge)
+  nb::object future_cancel;            // asyncio.Future.cancel, which NativeFuture.cancel extends
   handle_freelist free_handles;        // recycled Handle memory
   handle_freelist free_timer_handles;  // recycled TimerHandle memory
 

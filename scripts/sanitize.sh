@@ -38,6 +38,12 @@ site="$build/site"
 rm -rf "$site" && mkdir -p "$site/data_bridge"
 cp -r python/data_bridge/pyloop "$site/data_bridge/pyloop"
 cp "$build"/_pyloop*.so "$site/data_bridge/pyloop/"
+cp -r include "$site/data_bridge/pyloop/include"  # the native bridge headers (get_include())
+# The native bridge's example extension, instrumented too, against the repository's headers.
+cmake -S examples/native_extension -B "$build/native_example" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+      -DEXAMPLE_SANITIZE=ON -DPython_EXECUTABLE="$PY" -DPYLOOP_INCLUDE_DIR="$PWD/include" >/dev/null
+cmake --build "$build/native_example" -j 2
+cp "$build"/native_example/pyloop_native_example*.so "$site/"
 
 libasan=$(gcc -print-file-name=libasan.so)
 libubsan=$(gcc -print-file-name=libubsan.so)
@@ -48,4 +54,5 @@ export PYTHONPATH="$PWD/$site"
 export PYLOOP_SANITIZER_BUILD=1
 export PYTHONMALLOC=malloc  # lets ASan see every Python allocation too
 "$PY" -c "import data_bridge.pyloop._pyloop as m, sys; assert sys.argv[1] in m.__file__, m.__file__; print('sanitize: using', m.__file__)" "$PWD/$site"
+"$PY" -c "import pyloop_native_example as m, sys; assert sys.argv[1] in m.__file__, m.__file__" "$PWD/$site"
 "$PY" -m pytest tests/python tests/checks -q -p no:cacheprovider

@@ -34,3 +34,7 @@ fi
 echo "setup: building data_bridge.pyloop"
 .venv/bin/python -m pip install -q --no-build-isolation --no-deps .
 .venv/bin/python -c "import data_bridge.pyloop as p; print('setup: data_bridge.pyloop', p.__version__, 'ready')"
+# The native bridge's example extension (docs/native.md), built against the headers just
+# installed; tests/python/test_native_bridge*.py import it.
+echo "setup: building the native bridge example (examples/native_extension)"
+.venv/bin/python -m pip install -q --no-build-isolation --no-deps ./examples/native_extension

@@ -28,6 +28,7 @@ for version in 3.12 3.13; do
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
   "$venv/bin/python" -m pip install -q -r requirements-dev.txt
   "$venv/bin/python" -m pip install -q --no-build-isolation --no-deps .
+  "$venv/bin/python" -m pip install -q --no-build-isolation --no-deps ./examples/native_extension
   "$venv/bin/python" -m pytest tests/python tests/checks -q -p no:cacheprovider
 done
 [ "$found" = 1 ] || echo "test-versions: no other CPython found"

@@ -16,6 +16,7 @@ namespace {
 std::mutex pool_mutex;                 // guards pool and pool_pid
 asio::thread_pool* pool = nullptr;     // the pool of this process; never destroyed (below)
 pid_t pool_pid = 0;                    // process that created pool
+unsigned pool_threads = 0;             // threads of pool
 
 asio::thread_pool& current_pool() {
   std::lock_guard<std::mutex> lock(pool_mutex);
@@ -26,6 +27,7 @@ asio::thread_pool& current_pool() {
     // interpreter shutdown wait for it.
     const unsigned cores = std::max(2u, std::thread::hardware_concurrency());
     pool = new asio::thread_pool(cores);
+    pool_threads = cores;
     pool_pid = ::getpid();
   }
   return *pool;
@@ -34,5 +36,11 @@ asio::thread_pool& current_pool() {
 }  // namespace
 
 void run_on_native_runtime(std::function<void()> fn) { asio::post(current_pool(), std::move(fn)); }
+
+unsigned native_runtime_size() {
+  (void)current_pool();
+  std::lock_guard<std::mutex> lock(pool_mutex);
+  return pool_threads;
+}
 
 }  // namespace pyloop

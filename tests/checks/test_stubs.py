@@ -44,12 +44,15 @@ def stub_names():
             names[node.name] = class_members(node)
         elif isinstance(node, ast.FunctionDef):
             names[""].add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names[""].add(node.target.id)  # a module attribute (the _C_API capsule)
     return names
 
 
 def runtime_names():
     names = {"": {n for n in vars(_pyloop) if not n.startswith("__") and n != "_state"}}
-    for cls_name in ("Handle", "TimerHandle", "Loop", "StreamIO", "DatagramIO", "TLSSession"):
+    for cls_name in ("Handle", "TimerHandle", "Loop", "StreamIO", "DatagramIO", "TLSSession", "NativeBuffer",
+                     "NativeFuture"):
         cls = getattr(_pyloop, cls_name)
         own = {n for n in vars(cls) if not (n.startswith("__") and n.endswith("__"))}
         # Rich comparisons and hash are dunders the stub declares for TimerHandle only.

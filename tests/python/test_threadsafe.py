@@ -2,6 +2,7 @@
 # threads: wakeup of a blocked loop, ordering per thread, no lost or duplicated callbacks.
 
 import asyncio
+import sys
 import threading
 import time
 
@@ -258,3 +259,46 @@ def test_loops_in_separate_threads_run_independently(loop_factory):
     assert sorted(results) == list(range(n_loops))
     assert all(r[1] for r in results.values())
     assert len({r[2] for r in results.values()}) == n_loops
+
+
+def test_a_thread_gets_the_gil_from_a_loop_busy_with_callbacks(loop):
+    # The loop never idles: a task runs Python code in 100 us slices between yields. A thread
+    # that needs the GIL to hand back a result must still get it long before the switch
+    # interval forces it out of the loop's thread (set to 1 s here): asyncio releases it in
+    # each select(0), PyLoop at least every 50 us of busy turns.
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        async def main():
+            stop = loop.create_future()
+
+            async def busy():
+                while not stop.done():
+                    end = time.perf_counter() + 100e-6
+                    while time.perf_counter() < end:
+                        pass
+                    await asyncio.sleep(0)
+
+            spinner = asyncio.ensure_future(busy())
+            delays = []
+            for _ in range(5):
+                fut = loop.create_future()
+
+                def hand_back(fut=fut):
+                    time.sleep(0.01)  # without the GIL
+                    ready = time.monotonic()  # needs the GIL: taken from the busy loop
+                    loop.call_soon_threadsafe(fut.set_result, ready)
+
+                thread = start_thread(hand_back)
+                t0 = time.monotonic()
+                await fut
+                delays.append(time.monotonic() - t0 - 0.01)
+                thread.join(2)
+            stop.set_result(None)
+            await spinner
+            return delays
+
+        delays = loop.run_until_complete(main())
+    finally:
+        sys.setswitchinterval(previous)
+    assert max(delays) < 0.5, delays

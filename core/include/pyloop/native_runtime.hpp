@@ -12,4 +12,7 @@ namespace pyloop {
 // Thread safety: callable from any thread.
 void run_on_native_runtime(std::function<void()> fn);
 
+// The pool's thread count (it is created by this call if it does not exist yet).
+unsigned native_runtime_size();
+
 }  // namespace pyloop

@@ -8,7 +8,16 @@
 from ._loop import PyLoop
 from ._policy import EventLoopPolicy, install, is_installed, new_event_loop, run
 
-__all__ = ["PyLoop", "EventLoopPolicy", "new_event_loop", "install", "is_installed", "run"]
+__all__ = ["PyLoop", "EventLoopPolicy", "new_event_loop", "install", "is_installed", "run", "get_include"]
+
+
+def get_include():
+    """The directory of the native bridge's C++ headers (data_bridge/pyloop/*.hpp), for
+    extensions that share PyLoop's loop (docs/native.md), as numpy.get_include()."""
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "include")
+
 __version__ = "0.1.0"
 
 for _public in (PyLoop, EventLoopPolicy):

@@ -257,6 +257,24 @@ class _LoopCallbacks(Protocol):
     def _handle_signal(self, signum: int) -> None: ...  # a signal number from the pipe
     def _ensure_fd_no_transport(self, fd: int) -> None: ...  # before a sock_* call waits
 
+# -- the native bridge (include/data_bridge/pyloop/, docs/native.md) ---------------------------
+
+# PyCapsule "data_bridge.pyloop._pyloop._C_API": the versioned table of plain functions
+# (include/data_bridge/pyloop/c_api.h) other extensions import through api.hpp.
+_C_API: Any
+
+class NativeBuffer:
+    """Native memory lent to Python through the buffer protocol, without a copy (made by
+    native code through the C API; memoryview(), bytes(), len()). The owner's memory is
+    released when the object and every view of it are gone."""
+
+class NativeFuture(asyncio.Future[Any]):
+    """The asyncio future of a native bridge promise: cancel() also tells the native side."""
+
+    def cancel(self, msg: Any | None = None) -> bool: ...
+
+def _native_pool_size() -> int: ...  # threads of the process-wide native runtime
+
 class _TransportCallbacks(Protocol):
     """Members StreamIO calls on the transport it serves, SocketTransport or a pipe transport
     (which keeps the StreamIO in its `_io` __slots__ entry, where the native write() finds
@@ -283,3 +301,48 @@ class _DatagramTransportCallbacks(Protocol):
     def _maybe_pause_protocol(self) -> None: ...  # the backlog passed the high-water mark
     def _maybe_resume_protocol(self) -> None: ...  # it fell to the low-water mark
     def _on_drained(self) -> None: ...  # a backlog that waited for writability is sent
+
+# -- file I/O on the native runtime (bindings/bind_file_io.cpp, for data_bridge.pyloop.fs) --
+# Each settles `future` on the loop's thread: its result, or the OSError open() / os.stat
+# raise (naming `filename`). A future cancelled meanwhile is left alone and the result
+# dropped (a descriptor just opened is closed).
+
+# open(2) with O_CLOEXEC, then fstat (a directory fails with EISDIR): (fd, size, regular);
+# with whole_file, the file is read to the end and closed, and the future gets its bytes.
+def file_open(
+    loop: Loop, future: asyncio.Future[Any], path: bytes, flags: int, mode: int,
+    filename: Any, whole_file: bool,
+) -> None: ...
+
+# Up to `limit` bytes (-1: to the end) from `offset` (-1: the descriptor's position) into a
+# new bytes object; `capacity` bytes of it are allocated up front and filled in place.
+def file_read(
+    loop: Loop, future: asyncio.Future[bytes], fd: int, capacity: int, limit: int, offset: int
+) -> None: ...
+
+# Into a writable buffer, in place, up to its size from `offset` (-1: the descriptor's
+# position): the future gets the count (less than the size only at the end of the file).
+def file_read_into(
+    loop: Loop, future: asyncio.Future[int], fd: int, buffer: Any, offset: int
+) -> None: ...
+
+# All of `data` (any buffer, read in place) at `offset` (-1: the descriptor's position);
+# the future gets the position after it (-1 for descriptors without one).
+def file_write(loop: Loop, future: asyncio.Future[int], fd: int, data: Any, offset: int) -> None: ...
+
+# open(path, flags, mode), write all of data, close: the future gets the bytes written.
+def file_write_path(
+    loop: Loop, future: asyncio.Future[int], path: bytes, data: Any, flags: int, mode: int,
+    filename: Any,
+) -> None: ...
+
+# stat/lstat(path), or fstat(fd) when path is None: the st_* integers (mode, ino, dev,
+# nlink, uid, gid, size, atime_s, atime_ns, mtime_s, mtime_ns, ctime_s, ctime_ns, blksize,
+# blocks, rdev).
+def file_stat(
+    loop: Loop, future: asyncio.Future[tuple[int, ...]], path: bytes | None, fd: int,
+    follow_symlinks: bool, filename: Any,
+) -> None: ...
+
+def file_truncate(loop: Loop, future: asyncio.Future[None], fd: int, length: int) -> None: ...
+def file_close(loop: Loop, future: asyncio.Future[None], fd: int) -> None: ...
