@@ -162,30 +162,23 @@ int to_milliseconds(double seconds) {
 
 }  // namespace
 
-template <class Look>
-bool loop_driver::between_hooks(Look&& look) {
+bool loop_driver::wait(double timeout_seconds) {
   if (hooks_.before_wait) hooks_.before_wait(hooks_.data);
   // The after-wait hook must run whatever happens (it retakes the GIL): a failure while
-  // looking (std::bad_alloc queueing a ready descriptor) is rethrown only after it.
+  // waiting (std::bad_alloc queueing a ready descriptor) is rethrown only after it.
   std::exception_ptr failure;
   try {
-    look();
+    if (asio_busy_) {
+      wait_inside_asio(timeout_seconds);
+    } else {
+      collect(readiness_.wait(to_milliseconds(timeout_seconds)));
+    }
   } catch (...) {
     failure = std::current_exception();
   }
   const bool ok = hooks_.after_wait == nullptr || hooks_.after_wait(hooks_.data);
   if (failure) std::rethrow_exception(failure);
   return ok;
-}
-
-bool loop_driver::wait(double timeout_seconds) {
-  return between_hooks([&] {
-    if (asio_busy_) {
-      wait_inside_asio(timeout_seconds);
-    } else {
-      collect(readiness_.wait(to_milliseconds(timeout_seconds)));
-    }
-  });
 }
 
 void loop_driver::wait_inside_asio(double timeout_seconds) {
@@ -227,8 +220,7 @@ void loop_driver::wait_inside_asio(double timeout_seconds) {
 }
 
 void loop_driver::move_due_timers() {
-  turn_clock_ = now();
-  const double end = turn_clock_ + clock_resolution();
+  const double end = now() + clock_resolution();
   while (!timers_.empty() && timers_.top().when < end) {
     timer_entry due = timers_.pop();
     if (due.cb.cancelled()) {
@@ -253,22 +245,8 @@ run_status loop_driver::run_once() {
   poll_asio();
 
   if (!ready_.empty() || stopping_) {
-    // Busy: look without waiting. At least every share_interval that look is made between
-    // the hooks, as asyncio's select(0) is made without the GIL: otherwise a loop busy with
-    // callbacks holds the GIL until the interpreter's switch interval (5 ms) forces it out,
-    // and every Python thread handing work back (executor threads, call_soon_threadsafe)
-    // waits that long. The system call is made then even with no I/O source: it is the
-    // window in which a waiting thread can take the GIL (released and retaken at once, it
-    // could not). Between those looks the hooks are skipped: they cost ~10% of an empty
-    // iteration.
-    if (turn_clock_ - last_shared_ >= share_interval) {
-      last_shared_ = turn_clock_;
-      if (!between_hooks([&] { collect(readiness_.wait(0)); })) return run_status::aborted;
-    } else if (io_sources_ > 0) {
-      collect(readiness_.wait(0));
-    }
+    if (io_sources_ > 0) collect(readiness_.wait(0));
   } else {
-    last_shared_ = turn_clock_;  // the wait below is made between the hooks
     double timeout = -1.0;
     if (!timers_.empty()) {
       timeout = std::clamp(timers_.top().when - now(), 0.0, maximum_wait_seconds);

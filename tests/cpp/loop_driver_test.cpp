@@ -154,47 +154,18 @@ TEST(LoopDriver, Rule1_ThreadsafeCallbackWakesABlockedWait) {
   EXPECT_EQ(hooks_before, hooks_after);
 }
 
-TEST(LoopDriver, ReadyWorkNeverBlocksAndSkipsTheHooksOnShortTurns) {
+TEST(LoopDriver, ReadyWorkNeverWaits) {
   recorder rec;
   loop_driver loop;
-  int looks = 0;
-  loop.set_hooks(loop_hooks{[](void* d) noexcept { ++*static_cast<int*>(d); }, nullptr, &looks});
+  int waits = 0;
+  loop.set_hooks(loop_hooks{[](void* d) noexcept { ++*static_cast<int*>(d); }, nullptr, &waits});
   loop.call_at(loop_driver::now() + 3600, rec.make(99));
-  const double start = loop_driver::now();
   for (int i = 0; i < 100; ++i) {
     loop.call_soon(rec.make(i));
     loop.run_once();
   }
-  const double elapsed = loop_driver::now() - start;
-  EXPECT_LT(elapsed, 1.0);  // the timer an hour away was never waited for
+  EXPECT_EQ(waits, 0);
   EXPECT_EQ(rec.ran.size(), 100u);
-  // The hooks ran at most once per 50 us of busy turns (plus the first turn).
-  EXPECT_LE(looks, 1 + static_cast<int>(elapsed / 50e-6) + 1);
-  loop.clear();
-}
-
-TEST(LoopDriver, BusyTurnsRunTheHooksAtLeastEvery50Microseconds) {
-  // A loop that is never idle still lets the bindings release the GIL regularly, as asyncio's
-  // select(0) does each iteration: here each turn's callback takes 200 us.
-  loop_driver loop;
-  int looks = 0;
-  loop.set_hooks(loop_hooks{[](void* d) noexcept { ++*static_cast<int*>(d); }, nullptr, &looks});
-  struct spinner {
-    static callback_status invoke(void*) noexcept {
-      const double end = loop_driver::now() + 200e-6;
-      while (loop_driver::now() < end) {
-      }
-      return callback_status::done;
-    }
-    static void discard(void*) noexcept {}
-  };
-  static const callback_ops spin_ops{&spinner::invoke, &spinner::discard, nullptr, nullptr, nullptr};
-  for (int i = 0; i < 20; ++i) {
-    loop.call_soon(callback{&spin_ops, nullptr});
-    loop.call_soon(callback{&spin_ops, nullptr});  // always one left ready for the next turn
-    loop.run_once();
-  }
-  EXPECT_GE(looks, 19);
   loop.clear();
 }
 

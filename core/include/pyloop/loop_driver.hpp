@@ -8,8 +8,7 @@
 //      (at most 24 hours, rounded up to the millisecond as asyncio does), or indefinitely
 //      when no timer is scheduled. The loop blocks in its own level-triggered readiness set
 //      (readiness_set), or, while Asio has work pending, in Asio with that set as one of its
-//      descriptors; the wait hooks run around it (the bindings release the GIL there).
-//      A busy loop's look (timeout 0) runs between the hooks at least every 50 us;
+//      descriptors; the wait hooks run around it (the bindings release the GIL there);
 //   4. callbacks handed over during the wait join the ready queue, and signals that arrived
 //      through the interrupt pipe are handed to the on_signals hook (add_signal_handler);
 //   5. timers due before now + clock resolution move, in deadline order, to the ready queue;
@@ -48,9 +47,7 @@
 namespace pyloop {
 
 // Code the bindings run at fixed points of an iteration. before_wait and after_wait run just
-// before and just after the loop blocks, and around a look without waiting at least every
-// 50 us of a busy loop (the bindings drop and retake the GIL, as asyncio's select() does, so
-// that other threads get it). after_wait
+// before and just after the loop blocks (the bindings drop and retake the GIL). after_wait
 // returning false aborts the iteration: its error is the caller's to report, as with a
 // callback that aborts. on_signals runs (in phase 4) when signal numbers arrived through the
 // interrupt pipe; it takes them with take_signals(). Returning false aborts likewise.
@@ -199,9 +196,6 @@ class loop_driver {
 
  private:
   bool wait(double timeout_seconds);
-  // Runs look() between the before_wait and after_wait hooks; false when after_wait aborts.
-  template <class Look>
-  bool between_hooks(Look&& look);
   void wait_inside_asio(double timeout_seconds);
   void poll_asio();
   void collect(readiness_set::result ready);
@@ -219,10 +213,6 @@ class loop_driver {
   bool closed_ = false;                   // close() has run
   bool running_ = false;                  // inside run_once()
   std::uint64_t turn_ = 0;                // turns ended so far
-  // The hooks run at least this often while the loop is busy (see run_once).
-  static constexpr double share_interval = 50e-6;
-  double turn_clock_ = 0.0;   // now() as phase 5 of the last iteration read it
-  double last_shared_ = 0.0;  // turn_clock_ when the hooks last ran
   std::uint64_t sends_ = 0;               // writers' send calls
   std::vector<stream_writer*> flush_list_;   // writers to flush at the end of the turn
   std::vector<stream_writer*> spare_list_;   // the previous flush list, kept for its capacity
