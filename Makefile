@@ -1,5 +1,5 @@
 # Makefile — the project's commands. `make main` and `make test` are the README's two commands.
-.PHONY: setup build main demo bench bench-net bench-io bench-quick test test-python test-cpp test-checks test-versions \
+.PHONY: setup build main demo bench bench-net bench-io bench-native bench-quick test test-python test-cpp test-checks test-versions \
         conformance conformance-update sanitize soak clean
 
 PY := .venv/bin/python
@@ -13,7 +13,8 @@ build: setup
 # The main job: an example asyncio program on PyLoop, then the side-by-side benchmark tables
 # (the core loop, then networking: TCP echo and HTTP against the machine's C floor, then
 # echo at 1 and 10 connections compared request by request, then UDP, subprocesses, pipes
-# and TLS, then FastAPI (uvicorn) and aiohttp under wrk).
+# and TLS, then FastAPI (uvicorn) and aiohttp under wrk, then the native bridge: completions
+# from other threads, CPU fan-out over the native pool, and file I/O).
 main: setup
 	$(PY) examples/hello_pyloop.py
 	$(PY) benchmarks/run.py
@@ -22,6 +23,13 @@ main: setup
 	$(PY) benchmarks/net/paired.py --pin split --duration 5 --conns 10
 	$(PY) benchmarks/net/run_io.py
 	$(PY) benchmarks/net/run_web.py
+	$(PY) benchmarks/native/bridge.py
+	$(PY) benchmarks/native/fs.py
+
+# The native bridge and data_bridge.pyloop.fs (issue 11).
+bench-native: setup
+	$(PY) benchmarks/native/bridge.py
+	$(PY) benchmarks/native/fs.py
 
 demo: setup
 	$(PY) examples/hello_pyloop.py
@@ -45,6 +53,8 @@ bench-quick: setup
 	$(PY) benchmarks/net/run.py --quick
 	$(PY) benchmarks/net/run_io.py --quick
 	$(PY) benchmarks/net/run_web.py --quick
+	$(PY) benchmarks/native/bridge.py --quick
+	$(PY) benchmarks/native/fs.py --quick
 
 # Every test: the C++ core (GoogleTest), the behaviour suite on asyncio and PyLoop, the
 # structural and leak checks, CPython's asyncio suite on PyLoop against its expectations, and
