@@ -15,6 +15,7 @@
 #include <new>
 #include <utility>
 
+#include "data_bridge/pyloop/asio_config.hpp"
 #include "data_bridge/pyloop/c_api.h"
 #include "errors.hpp"
 #include "loop_object.hpp"
@@ -203,28 +204,11 @@ unsigned api_pool_size() noexcept {
   }
 }
 
-constexpr unsigned asio_config() {
-  unsigned flags = 0;
-#ifdef ASIO_STANDALONE
-  flags |= DB_PYLOOP_ASIO_STANDALONE;
-#endif
-#ifdef ASIO_NO_DEPRECATED
-  flags |= DB_PYLOOP_ASIO_NO_DEPRECATED;
-#endif
-#ifdef ASIO_NO_TYPEID
-  flags |= DB_PYLOOP_ASIO_NO_TYPEID;
-#endif
-#ifdef ASIO_HAS_STD_ALIGNED_ALLOC
-  flags |= DB_PYLOOP_ASIO_STD_ALIGNED_ALLOC;
-#endif
-  return flags;
-}
-
 const db_pyloop_c_api c_api_table{
     DB_PYLOOP_API_VERSION,
     sizeof(db_pyloop_c_api),
     ASIO_VERSION,
-    asio_config(),
+    data_bridge::pyloop::detail::local_asio_config(),
     api_is_loop,
     api_loop_io_context,
     api_future_new,

@@ -20,6 +20,7 @@
 #include <asio/detail/config.hpp>
 #include <asio/version.hpp>
 
+#include "data_bridge/pyloop/asio_config.hpp"
 #include "data_bridge/pyloop/c_api.h"
 
 namespace data_bridge::pyloop {
@@ -30,24 +31,6 @@ namespace detail {
 inline const db_pyloop_c_api*& api_slot() noexcept {
   static const db_pyloop_c_api* table = nullptr;
   return table;
-}
-
-// The DB_PYLOOP_ASIO_* flags of this translation unit.
-constexpr unsigned local_asio_config() noexcept {
-  unsigned flags = 0;
-#ifdef ASIO_STANDALONE
-  flags |= DB_PYLOOP_ASIO_STANDALONE;
-#endif
-#ifdef ASIO_NO_DEPRECATED
-  flags |= DB_PYLOOP_ASIO_NO_DEPRECATED;
-#endif
-#ifdef ASIO_NO_TYPEID
-  flags |= DB_PYLOOP_ASIO_NO_TYPEID;
-#endif
-#ifdef ASIO_HAS_STD_ALIGNED_ALLOC
-  flags |= DB_PYLOOP_ASIO_STD_ALIGNED_ALLOC;
-#endif
-  return flags;
 }
 
 // True while Python objects may still be released from any thread: after finalization
