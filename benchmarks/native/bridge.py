@@ -71,61 +71,35 @@ def loop_factories():
     return factories
 
 
-class PythonStamper:
-    """A Python thread that sleeps, then completes each future it is handed with the time."""
+WAKEUP_DELAY = 0.0005  # the worker's idle time before it completes
+BUSY_SLICE = 0.0002  # the busy task's Python work between two yields to the loop
+# A busy cell stops after this long (at least 3 samples): on a quiet machine a Python thread
+# can wait hundreds of milliseconds for the GIL of a loop that releases it each turn (asyncio).
+BUSY_CELL_SECONDS = 3.0
+BUSY_REPEATS = 3  # the busy rows run in the first repeats only
 
-    def __init__(self, loop, delay):
+
+class PythonStamper:
+    """A Python thread that sleeps until each future's due time, then completes it with a
+    stamp: the clock read once it holds the GIL again (idle loop: the GIL is free), or the due
+    time itself (busy loop: the completion is ready then, and needs the GIL from there on)."""
+
+    def __init__(self, loop, stamp_due):
         self.loop = loop
-        self.delay = delay
+        self.stamp_due = stamp_due
         self.inbox = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self):
-        while True:
-            fut = self.inbox.get()
-            if fut is None:
-                return
-            time.sleep(self.delay)
-            self.loop.call_soon_threadsafe(fut.set_result, time.monotonic())
+        while (item := self.inbox.get()) is not None:
+            fut, due = item
+            time.sleep(max(0.0, due - time.monotonic()))
+            self.loop.call_soon_threadsafe(fut.set_result, due if self.stamp_due else time.monotonic())
 
     def stop(self):
         self.inbox.put(None)
         self.thread.join()
-
-
-WAKEUP_DELAY = 0.0005  # the worker's idle time before it completes (the loop is waiting)
-
-
-async def wakeup_python(n):
-    loop = asyncio.get_running_loop()
-    stamper = PythonStamper(loop, WAKEUP_DELAY)
-    samples = []
-    try:
-        for _ in range(n):
-            fut = loop.create_future()
-            stamper.inbox.put(fut)
-            stamp = await fut
-            samples.append(time.monotonic() - stamp)
-    finally:
-        stamper.stop()
-    return statistics.median(samples), None
-
-
-async def wakeup_native(n):
-    loop = asyncio.get_running_loop()
-    samples = []
-    for _ in range(n):
-        stamp = await ex.stamp_after(loop, WAKEUP_DELAY)
-        samples.append(time.monotonic() - stamp)
-    return statistics.median(samples), None
-
-
-BUSY_SLICE = 0.0002  # the busy task's Python work between two yields to the loop
-# A cell stops after this long (at least 3 samples): on a quiet machine a Python thread can
-# wait hundreds of milliseconds for the GIL of a loop that releases it each turn (asyncio).
-BUSY_CELL_SECONDS = 3.0
-BUSY_REPEATS = 3  # the busy rows run in the first repeats only
 
 
 async def _busy(stop):
@@ -137,64 +111,41 @@ async def _busy(stop):
         await asyncio.sleep(0)
 
 
-class DueStamper:
-    """A Python thread that sleeps until each future's due time, then completes it with that
-    time: the completion is ready at `due`; from then on it needs the GIL."""
-
-    def __init__(self, loop):
-        self.loop = loop
-        self.inbox = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while True:
-            item = self.inbox.get()
-            if item is None:
-                return
-            fut, due = item
-            time.sleep(max(0.0, due - time.monotonic()))
-            self.loop.call_soon_threadsafe(fut.set_result, due)
-
-    def stop(self):
-        self.inbox.put(None)
-        self.thread.join()
-
-
-async def busy_wakeup_python(n):
-    loop = asyncio.get_running_loop()
-    stamper = DueStamper(loop)
-    stop = loop.create_future()
-    busy = asyncio.ensure_future(_busy(stop))
-    samples = []
-    try:
-        give_up = time.monotonic() + BUSY_CELL_SECONDS
-        while len(samples) < n and (len(samples) < 3 or time.monotonic() < give_up):
-            fut = loop.create_future()
-            stamper.inbox.put((fut, time.monotonic() + WAKEUP_DELAY))
-            due = await fut
-            samples.append(time.monotonic() - due)
-    finally:
-        stop.set_result(None)
-        await busy
-        stamper.stop()
-    return statistics.median(samples), None
-
-
-async def busy_wakeup_native(n):
+async def _sample_wakeups(n, busy, complete):
+    """Median seconds from each completion's stamp to the awaiting task; with busy, while a
+    task runs Python code on the loop (the cell then also stops after BUSY_CELL_SECONDS)."""
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
-    busy = asyncio.ensure_future(_busy(stop))
+    spinner = asyncio.ensure_future(_busy(stop)) if busy else None
+    give_up = time.monotonic() + (BUSY_CELL_SECONDS if busy else float("inf"))
     samples = []
     try:
-        give_up = time.monotonic() + BUSY_CELL_SECONDS
         while len(samples) < n and (len(samples) < 3 or time.monotonic() < give_up):
-            stamp = await ex.stamp_after(loop, WAKEUP_DELAY)
+            stamp = await complete(loop)
             samples.append(time.monotonic() - stamp)
     finally:
         stop.set_result(None)
-        await busy
+        if spinner is not None:
+            await spinner
     return statistics.median(samples), None
+
+
+async def wakeup_python(n, busy=False):
+    stamper = PythonStamper(asyncio.get_running_loop(), stamp_due=busy)
+
+    def complete(loop):
+        fut = loop.create_future()
+        stamper.inbox.put((fut, time.monotonic() + WAKEUP_DELAY))
+        return fut
+
+    try:
+        return await _sample_wakeups(n, busy, complete)
+    finally:
+        stamper.stop()
+
+
+async def wakeup_native(n, busy=False):
+    return await _sample_wakeups(n, busy, lambda loop: ex.stamp_after(loop, WAKEUP_DELAY))
 
 
 class PythonCompleter:
@@ -350,8 +301,8 @@ def main(argv=None):
         os.sched_setaffinity(0, all_cpus)
         if len(busy_wakeup["pyloop native future"]) < BUSY_REPEATS:
             for name, factory in factories.items():
-                busy_wakeup[name].append(run(factory, busy_wakeup_python, n_busy))
-            busy_wakeup["pyloop native future"].append(run(pyloop.new_event_loop, busy_wakeup_native, n_busy))
+                busy_wakeup[name].append(run(factory, wakeup_python, n_busy, True))
+            busy_wakeup["pyloop native future"].append(run(pyloop.new_event_loop, wakeup_native, n_busy, True))
         one, pool, executor_time = fanout(buffers, workers)
         fan["one core"].append(one)
         fan["native pool"].append(pool)
