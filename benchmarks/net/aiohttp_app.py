@@ -10,7 +10,6 @@ servers.py does, so a broken loop fails the run instead of posting a number.
 """
 
 import argparse
-import asyncio
 import os
 import sys
 
@@ -21,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import loops  # noqa: E402  (benchmarks/loops.py)
-from servers import fatal, on_loop_error  # noqa: E402  (traceback, then status 3)
+from servers import serve_forever  # noqa: E402  (READY, then serve; errors are fatal)
 
 
 async def hello(request):
@@ -34,6 +33,7 @@ async def start(host, port):
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port, backlog=1024).start()
+    return port
 
 
 def main():
@@ -42,20 +42,8 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    loop = loops.factory(args.loop)()
-    asyncio.set_event_loop(loop)
-    loop.set_debug(False)  # PYTHONASYNCIODEBUG must not slow one column down
-    loop.set_exception_handler(on_loop_error)
-    try:
-        loop.run_until_complete(start(args.host, args.port))
-    except BaseException:
-        fatal()
-    print(f"READY {args.port}", flush=True)
-    try:
-        loop.run_forever()
-    except BaseException:
-        fatal()
-    fatal("the loop stopped running")
+    serve_forever(args.loop, lambda loop: start(args.host, args.port))
+
 
 if __name__ == "__main__":
     main()

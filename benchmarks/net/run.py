@@ -124,6 +124,18 @@ def add_report_options(parser):
     loops.add_baseline_option(parser)
 
 
+def place_and_select(parser, args, rows):
+    """For the runners that pin (--pin) and pick rows (--scenarios): no split pinning on one
+    CPU, and args.rows the selected rows of `rows` (a bad pattern is a usage error)."""
+    if args.pin == "split" and len(os.sched_getaffinity(0)) < 2:
+        log("--pin split needs two CPUs and this process has one: nothing pinned")
+        args.pin = "none"
+    try:
+        args.rows = select_rows(args.scenarios, rows)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
 def quick_defaults(args, **defaults):
     """Give each option left unset its default: defaults[name] is (full run, --quick)."""
     for name, (full, fast) in defaults.items():

@@ -108,13 +108,7 @@ def parse_args(argv):
                            target=(0.3, 0.05))
     if args.repeats < 1 or args.duration <= 0 or args.warmup < 0 or args.target <= 0:
         parser.error("counts and durations must be positive")
-    if args.pin == "split" and len(os.sched_getaffinity(0)) < 2:
-        net_run.log("--pin split needs two CPUs and this process has one: nothing pinned")
-        args.pin = "none"
-    try:
-        args.rows = net_run.select_rows(args.scenarios, all_rows())
-    except ValueError as exc:
-        parser.error(str(exc))
+    net_run.place_and_select(parser, args, all_rows())
     return args
 
 

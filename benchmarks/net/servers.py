@@ -63,6 +63,26 @@ def on_loop_error(loop, context):
     fatal(f"loop reported: {message} {context!r}")
 
 
+def serve_forever(loop_name, start):
+    """Runs `start(loop)` (a coroutine returning the port) on a fresh loop of `loop_name`,
+    prints READY <port> for the harness, then serves until killed. Any failure, and any error
+    the loop reports, ends the process (fatal)."""
+    loop = loops.factory(loop_name)()
+    asyncio.set_event_loop(loop)
+    loop.set_debug(False)  # PYTHONASYNCIODEBUG must not slow one column down
+    loop.set_exception_handler(on_loop_error)
+    try:
+        port = loop.run_until_complete(start(loop))
+    except BaseException:
+        fatal()
+    print(f"READY {port}", flush=True)
+    try:
+        loop.run_forever()
+    except BaseException:
+        fatal()
+    fatal("the loop stopped running")
+
+
 # --- sock_* echo ---------------------------------------------------------------------------
 
 async def sock_echo_client(loop, conn):
@@ -323,20 +343,7 @@ def main(argv=None):
         parser.error("--certfile and --keyfile go with --style tls, and it needs both")
     context = server_context(args.certfile, args.keyfile) if args.style == "tls" else None
 
-    loop = loops.factory(args.loop)()
-    asyncio.set_event_loop(loop)
-    loop.set_debug(False)  # PYTHONASYNCIODEBUG must not slow one column down
-    loop.set_exception_handler(on_loop_error)
-    try:
-        port = loop.run_until_complete(start(loop, args.style, args.host, args.port, context))
-    except BaseException:
-        fatal()
-    print(f"READY {port}", flush=True)
-    try:
-        loop.run_forever()
-    except BaseException:
-        fatal()
-    fatal("the loop stopped running")
+    serve_forever(args.loop, lambda loop: start(loop, args.style, args.host, args.port, context))
 
 
 if __name__ == "__main__":
