@@ -34,6 +34,20 @@ def close_loop(lp):
     gc.collect()
 
 
+@pytest.fixture
+def ex():
+    """The example extension."""
+    return import_example()
+
+
+@pytest.fixture
+def ploop():
+    """A PyLoop, closed (and the garbage collected) after the test."""
+    lp = make_pyloop()
+    yield lp
+    close_loop(lp)
+
+
 def open_fds():
     """Descriptors open in this process (Linux)."""
     return len(os.listdir("/proc/self/fd"))

@@ -9,21 +9,9 @@ import weakref
 
 import pytest
 
-from native_helpers import close_loop, import_example, make_pyloop
+from native_helpers import ex, make_pyloop, ploop  # noqa: F401 (ex, ploop: fixtures)
 
 pytestmark = pytest.mark.pyloop
-
-
-@pytest.fixture
-def ex():
-    return import_example()
-
-
-@pytest.fixture
-def ploop():
-    lp = make_pyloop()
-    yield lp
-    close_loop(lp)
 
 
 def test_headers_are_installed_with_the_package():

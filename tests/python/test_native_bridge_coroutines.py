@@ -8,21 +8,9 @@ import time
 
 import pytest
 
-from native_helpers import close_loop, import_example, make_pyloop, open_fds
+from native_helpers import close_loop, ex, make_pyloop, open_fds, ploop  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.pyloop
-
-
-@pytest.fixture
-def ex():
-    return import_example()
-
-
-@pytest.fixture
-def ploop():
-    lp = make_pyloop()
-    yield lp
-    close_loop(lp)
 
 
 def test_timer_and_loopback_round_trip(ex, ploop):

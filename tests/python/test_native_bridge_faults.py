@@ -11,14 +11,9 @@ import weakref
 
 import pytest
 
-from native_helpers import close_loop, import_example, make_pyloop, open_fds
+from native_helpers import close_loop, ex, make_pyloop, open_fds  # noqa: F401 (ex: a fixture)
 
 pytestmark = pytest.mark.pyloop
-
-
-@pytest.fixture
-def ex():
-    return import_example()
 
 
 def test_completing_after_the_loop_closed_is_safe(ex):
