@@ -32,6 +32,8 @@ namespace {
 // Thread safety: as file_job; its Python members are touched with the GIL held only.
 struct py_file_job : file_job {
   std::shared_ptr<loop_mailbox> mailbox;  // the loop the job completes into
+  loop_object* loop = nullptr;            // its object: counts the job in flight (file_jobs);
+                                          // used on the loop's thread only, while it is alive
   nb::object future;                      // what the caller awaits
   nb::object filename;                    // the path as given (OSError.filename), or None
   nb::object buffer;                      // read: the bytes object the worker fills
@@ -93,6 +95,7 @@ void abandon(py_file_job* job) noexcept {
 void discard_job(void* payload) noexcept {
   py_file_job* job = as_job(payload);
   if (!job->orphaned) {  // from the loop's queue: its thread, with the GIL
+    --job->loop->file_jobs;
     delete job;
     return;
   }
@@ -118,10 +121,31 @@ void discard_job(void* payload) noexcept {
 callback_status file_done(void* payload) noexcept;
 const callback_ops file_ops{file_done, discard_job, nullptr, nullptr, nullptr};
 
-// Hands job to the blocking pool; on failure (std::bad_alloc) it stays with the caller.
+// Hands job to the blocking pool, counted in flight until it comes back; on failure
+// (std::bad_alloc) it stays with the caller.
 void submit(std::unique_ptr<py_file_job>& job) {
   submit_file_job(job->mailbox, job.get(), &file_ops);
+  ++job->loop->file_jobs;
   job.release();
+}
+
+// Once no job of loop is in flight, the futures waiting for that (file_jobs_idle) get None.
+void wake_idle_waiters(loop_object* loop) noexcept {
+  if (loop->file_jobs != 0 || !loop->file_jobs_waiters.is_valid()) return;
+  nb::object waiters = std::move(loop->file_jobs_waiters);
+  // An exception the job's settling left pending (SystemExit) waits while the futures are set.
+  PyObject *type, *value, *traceback;
+  PyErr_Fetch(&type, &value, &traceback);
+  const Py_ssize_t n = PyList_GET_SIZE(waiters.ptr());
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* future = PyList_GET_ITEM(waiters.ptr(), i);
+    nb::object done = nb::steal(PyObject_CallMethod(future, "done", nullptr));
+    if (done.is_valid() && done.ptr() == Py_False) {
+      done = nb::steal(PyObject_CallMethod(future, "set_result", "(O)", Py_None));
+    }
+    if (!done.is_valid()) PyErr_WriteUnraisable(future);
+  }
+  PyErr_Restore(type, value, traceback);
 }
 
 PyObject* set_job_error(const py_file_job& job) noexcept {
@@ -210,7 +234,7 @@ void start_whole_read(std::unique_ptr<py_file_job>& job) {
   submit(job);
 }
 
-callback_status file_done(void* payload) noexcept {
+callback_status settle_job(void* payload) noexcept {
   std::unique_ptr<py_file_job> job(as_job(payload));
   PyObject* future = job->future.ptr();
   nb::object done = nb::steal(PyObject_CallMethod(future, "done", nullptr));
@@ -236,6 +260,16 @@ callback_status file_done(void* payload) noexcept {
   if (set.is_valid() && job->op == file_op::open && job->error == 0) job->owns_fd = false;
   if (PyErr_Occurred()) return report_callback_error(future);
   return callback_status::done;
+}
+
+// A job came back: its future settled (or the job went on to its next step), the job freed
+// (a descriptor nobody took closed with it), and then the loop's idle waiters woken.
+callback_status file_done(void* payload) noexcept {
+  loop_object* loop = as_job(payload)->loop;
+  --loop->file_jobs;
+  const callback_status status = settle_job(payload);
+  wake_idle_waiters(loop);
+  return status;
 }
 
 // -- entry points -------------------------------------------------------------------------
@@ -290,6 +324,7 @@ std::unique_ptr<py_file_job> new_job(PyObject* const* args, Py_ssize_t nargs, Py
   drain_graveyard();
   auto job = std::make_unique<py_file_job>();
   job->op = op;
+  job->loop = loop;
   job->mailbox = loop->driver->mailbox();
   job->future = nb::borrow(args[1]);
   job->filename = nb::none();
@@ -414,6 +449,24 @@ PyObject* file_close_fn(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   Py_RETURN_NONE;
 }
 
+// file_jobs_idle(loop, future): the future gets None once no file job of the loop is in
+// flight (at once if none is), cancelled callers' jobs included.
+PyObject* file_jobs_idle_fn(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2 || !PyObject_TypeCheck(args[0], state().loop_type)) {
+    PyErr_SetString(PyExc_TypeError, "file_jobs_idle(loop, future) expects a PyLoop and a future");
+    return nullptr;
+  }
+  loop_object* loop = as_loop(args[0]);
+  if (!require_open(loop)) return nullptr;
+  if (loop->file_jobs == 0) return PyObject_CallMethod(args[1], "set_result", "(O)", Py_None);
+  if (!loop->file_jobs_waiters.is_valid()) {
+    loop->file_jobs_waiters = nb::steal(PyList_New(0));
+    if (!loop->file_jobs_waiters.is_valid()) return nullptr;
+  }
+  if (PyList_Append(loop->file_jobs_waiters.ptr(), args[1]) < 0) return nullptr;
+  Py_RETURN_NONE;
+}
+
 template <auto Fn>
 PyMethodDef method(const char* name, const char* doc) {
   return {name, reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<Fn>::call)),
@@ -438,6 +491,8 @@ PyMethodDef file_defs[] = {
     method<file_truncate_fn>("file_truncate", "file_truncate(loop, future, fd, length)\n--\n\n"
                                               "ftruncate on a native worker."),
     method<file_close_fn>("file_close", "file_close(loop, future, fd)\n--\n\nclose on a native worker."),
+    method<file_jobs_idle_fn>("file_jobs_idle", "file_jobs_idle(loop, future)\n--\n\n"
+                                                "Resolve the future once no file job of the loop is in flight."),
 };
 
 }  // namespace

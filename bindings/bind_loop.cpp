@@ -74,6 +74,7 @@ PyObject* loop_close_native(PyObject* self, PyObject*) {
     auto detached = std::move(*loop->pending_queries);
     loop->pending_queries->clear();
   }
+  clear_ref(loop->file_jobs_waiters);
   Py_RETURN_NONE;
 }
 
@@ -151,6 +152,7 @@ PyObject* loop_new(PyTypeObject* type, PyObject*, PyObject*) {
   if (!self.is_valid()) return nullptr;
   loop_object* loop = as_loop(self.ptr());
   new (&loop->task_factory) nb::object();
+  new (&loop->file_jobs_waiters) nb::object();
   loop->driver = new loop_driver();  // std::bad_alloc becomes MemoryError (guarded)
   // The kernel's refusal (EMFILE...) is asyncio's OSError from creating its selector. The
   // half-made object is marked closed first: PyLoop.__del__ runs on it as it is freed, and a
@@ -167,6 +169,7 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
   loop_object* loop = as_loop(self);
   Py_VISIT(Py_TYPE(self));
   Py_VISIT(loop->task_factory.ptr());
+  Py_VISIT(loop->file_jobs_waiters.ptr());
   if (loop->pending_queries != nullptr) {
     for (const auto& [id, future] : *loop->pending_queries) Py_VISIT(future.ptr());
   }
@@ -190,6 +193,7 @@ int loop_traverse(PyObject* self, visitproc visit, void* arg) {
 int loop_clear(PyObject* self) {
   loop_object* loop = as_loop(self);
   clear_ref(loop->task_factory);
+  clear_ref(loop->file_jobs_waiters);
   if (loop->pending_queries != nullptr) {
     auto detached = std::move(*loop->pending_queries);
     loop->pending_queries->clear();
@@ -205,6 +209,7 @@ void loop_dealloc(PyObject* self) {
   delete loop->driver;
   loop->driver = nullptr;
   loop->task_factory.~object();
+  loop->file_jobs_waiters.~object();
   delete loop->pending_queries;
   loop->pending_queries = nullptr;
   PyTypeObject* type = Py_TYPE(self);

@@ -36,6 +36,11 @@ struct loop_object {
   // Futures of getaddrinfo/getnameinfo queries running on the native runtime, by id; lazy.
   std::unordered_map<std::uint64_t, nb::object>* pending_queries;
   std::uint64_t last_query_id;    // id of the latest query
+  // Native file jobs (data_bridge.pyloop.fs) submitted and not yet back, including those whose
+  // caller was cancelled, and the futures waiting for that count to reach zero (a list, made
+  // on first use): shutdown_default_executor waits for them as for the executor's threads.
+  std::size_t file_jobs;
+  nb::object file_jobs_waiters;
 };
 
 inline loop_object* as_loop(PyObject* o) noexcept { return reinterpret_cast<loop_object*>(o); }

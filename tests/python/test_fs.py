@@ -375,18 +375,34 @@ def test_cancelled_operations_leak_no_descriptor(loop, path):
             results.append(await cancel_soon(fs.open(path, "rb")))
             results.append(await cancel_soon(fs.read(path)))
             results.append(await cancel_soon(fs.write(path.with_suffix(".w"), b"y" * 65536)))
-        # The operations end in the background; their descriptors close with them. The
-        # executor's threads are waited for, so that none is still busy in the next test.
+        # The operations end in the background, their descriptors closing with them;
+        # shutdown_default_executor waits for them (executor threads or native jobs).
         await loop.shutdown_default_executor()
-        for _ in range(500):
-            if fd_count() == before:
-                break
-            await asyncio.sleep(0.01)
         return before, fd_count(), results
 
     before, after, results = loop.run_until_complete(main())
     assert after == before
     assert any(results)
+
+
+def test_shutdown_default_executor_waits_for_cancelled_writes(loop, path):
+    # As asyncio.run() does before closing the loop: a write whose caller was cancelled
+    # once it had started still completes, and is complete once shutdown_default_executor
+    # returns.
+    payload = os.urandom(1 << 16) * 128  # 8 MiB: still being written when the cancel lands
+
+    async def main():
+        tasks = [asyncio.ensure_future(fs.write(path.with_suffix(f".{i}"), payload)) for i in range(4)]
+        await asyncio.sleep(0)  # each has submitted its write
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await loop.shutdown_default_executor()
+
+    loop.run_until_complete(main())
+    # Each write happened whole or (an executor call cancelled before it started) not at all.
+    written = [path.with_suffix(f".{i}") for i in range(4)]
+    assert all(p.read_bytes() == payload for p in written if p.exists())
 
 
 def test_unclosed_file_warns_and_closes(loop, path):
@@ -436,6 +452,34 @@ def test_loop_closed_while_native_reads_run(pyloop_module, tmp_path):
         gc.collect()
         time.sleep(0.01)
     assert fd_count() <= before
+
+
+def test_shutdown_default_executor_timeout_leaves_file_jobs_running(pyloop_module, tmp_path):
+    # A job stuck in open() (a FIFO without a writer) outlasts the timeout: a RuntimeWarning
+    # says so, the shutdown returns, and the job ends once a writer comes.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    async def main():
+        reading = asyncio.ensure_future(fs.read(fifo))
+        await asyncio.sleep(0)
+        reading.cancel()
+        with pytest.warns(RuntimeWarning, match="File operations still running after 0.2 seconds"):
+            await asyncio.get_running_loop().shutdown_default_executor(timeout=0.2)
+        waiting = asyncio.get_running_loop().create_future()
+        _pyloop.file_jobs_idle(asyncio.get_running_loop(), waiting)
+        writer = os.open(fifo, os.O_WRONLY)  # the worker's open() returns; the read sees EOF
+        os.close(writer)
+        await asyncio.wait_for(waiting, 10)
+        return reading.cancelled()
+
+    from data_bridge.pyloop import _pyloop
+
+    loop = pyloop_module.new_event_loop()
+    try:
+        assert loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 def test_native_round_trips_leave_memory_flat(pyloop_module, tmp_path):

@@ -2,7 +2,10 @@
 set_default_executor, shutdown_default_executor.
 
 The default executor is a ThreadPoolExecutor created on first use, as asyncio's; close()
-shuts it down without waiting, shutdown_default_executor() waits for its threads.
+shuts it down without waiting, shutdown_default_executor() waits for its threads. It also
+waits for the native file jobs of data_bridge.pyloop.fs (which on other loops are executor
+calls): an operation whose caller was cancelled ends in the background, and asyncio.run()
+returns only once it has, as it would on asyncio's loop.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import concurrent.futures
 import threading
 import warnings
 from asyncio import futures
+
+from . import _pyloop
 
 
 class ExecutorMethods:
@@ -43,9 +48,24 @@ class ExecutorMethods:
         """Join the default executor's threads from a helper thread, so the loop keeps
         running meanwhile; with a timeout (3.12 API) stop waiting after it and warn."""
         self._executor_shutdown_called = True
+        deadline = None if timeout is None else self.time() + timeout
+        if not self.is_closed():
+            files_idle = self.create_future()
+            _pyloop.file_jobs_idle(self, files_idle)
+            try:
+                await asyncio.wait_for(files_idle, timeout)
+            except asyncio.TimeoutError:
+                warnings.warn(
+                    f"File operations still running after {timeout} seconds are left to "
+                    "finish in the background.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         executor = self._default_executor
         if executor is None:
             return
+        if deadline is not None:
+            timeout = max(0.0, deadline - self.time())
         done = self.create_future()
 
         def join_executor() -> None:
