@@ -189,7 +189,8 @@ void api_link_release(db_pyloop_link* link) noexcept { core_of(link)->release();
 
 int api_run_on_pool(void (*fn)(void*), void* arg) noexcept {
   try {
-    run_on_native_runtime([fn, arg] { fn(arg); });
+    // The headers' pool_job::run, which lets no exception out.
+    run_on_native_runtime(pool_task{fn, arg});
     return 0;
   } catch (...) {
     return -1;

@@ -1,46 +1,48 @@
 // core/src/native_runtime.cpp — the shared worker pool, created on first use (and per process).
 #include "pyloop/native_runtime.hpp"
 
-#include <unistd.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <mutex>
+#include <new>
 #include <thread>
 
-#include <asio/post.hpp>
-#include <asio/thread_pool.hpp>
+#include "pyloop/worker_pool.hpp"
 
 namespace pyloop {
 namespace {
 
-std::mutex pool_mutex;                 // guards pool and pool_pid
-asio::thread_pool* pool = nullptr;     // the pool of this process; never destroyed (below)
-pid_t pool_pid = 0;                    // process that created pool
-unsigned pool_threads = 0;             // threads of pool
+std::mutex pool_mutex;          // guards pool
+worker_pool* pool = nullptr;    // the pool of this process; never destroyed (below)
 
-asio::thread_pool& current_pool() {
+// In a child of fork() the pool's threads do not exist (and its mutex may have been held by
+// one of them): the child abandons it, and starts its own on first use.
+void forget_pool_in_child() noexcept {
+  new (&pool_mutex) std::mutex();
+  pool = nullptr;
+}
+
+worker_pool& current_pool() {
   std::lock_guard<std::mutex> lock(pool_mutex);
-  if (pool == nullptr || pool_pid != ::getpid()) {
-    // A pool inherited through fork() has no threads in the child: it is abandoned, not
-    // destroyed (its destructor would wait for threads that do not exist). The process's own
-    // pool lives until exit, so work still running then (a slow DNS query) cannot make
-    // interpreter shutdown wait for it.
-    const unsigned cores = std::max(2u, std::thread::hardware_concurrency());
-    pool = new asio::thread_pool(cores);
-    pool_threads = cores;
-    pool_pid = ::getpid();
+  if (pool == nullptr) {
+    static const bool fork_handler_installed = [] {
+      return ::pthread_atfork(nullptr, nullptr, forget_pool_in_child) == 0;
+    }();
+    (void)fork_handler_installed;
+    // Never destroyed: work still running at exit (a slow DNS query) cannot make interpreter
+    // shutdown wait for it.
+    pool = new worker_pool(std::max(2u, std::thread::hardware_concurrency()));
   }
   return *pool;
 }
 
 }  // namespace
 
-void run_on_native_runtime(std::function<void()> fn) { asio::post(current_pool(), std::move(fn)); }
+void run_on_native_runtime(std::function<void()> fn) { current_pool().post(std::move(fn)); }
 
-unsigned native_runtime_size() {
-  (void)current_pool();
-  std::lock_guard<std::mutex> lock(pool_mutex);
-  return pool_threads;
-}
+void run_on_native_runtime(pool_task task) { current_pool().post(task); }
+
+unsigned native_runtime_size() { return current_pool().max_threads(); }
 
 }  // namespace pyloop
