@@ -9,6 +9,9 @@ Rows:
   PyLoop's native future completed from a pool thread (pyloop_native_example.stamp_after)
   beside a Python thread calling call_soon_threadsafe(fut.set_result, stamp) on asyncio,
   uvloop, rloop and PyLoop. Median microseconds from the completion to the task.
+  The row "kernel floor" is the machine's own cost of that wake-up with no loop and no
+  Python (pyloop_native_example.kernel_wake_floor: a C++ thread writes a pipe, another blocked
+  in poll() returns): no completion path can reach its task faster than that.
 - busy_wakeup_latency: the same while the loop is busy: a task runs Python code in slices of
   0.2 ms between yields, as a loaded server does. The Python thread's completion is ready at
   its due time but needs the GIL, which the busy loop thread holds; the native completion
@@ -279,6 +282,7 @@ def main(argv=None):
     n_busy = 50 if args.quick else 200
     wakeup = {name: [] for name in factories}
     wakeup["pyloop native future"] = []
+    wake_floor = []
     latency = {name: [] for name in factories}
     latency["pyloop native future"] = []
     throughput = {name: [] for name in factories}
@@ -293,6 +297,7 @@ def main(argv=None):
         for name, factory in factories.items():
             wakeup[name].append(run(factory, wakeup_python, n_wakeup))
         wakeup["pyloop native future"].append(run(pyloop.new_event_loop, wakeup_native, n_wakeup))
+        wake_floor.append(ex.kernel_wake_floor(n_wakeup, WAKEUP_DELAY) * 1e-6)
         for name, factory in factories.items():
             latency[name].append(run(factory, latency_python, n_latency))
             throughput[name].append(run(factory, throughput_python, n_throughput))
@@ -319,6 +324,12 @@ def main(argv=None):
         label = name if name == "pyloop native future" else f"{name}: call_soon_threadsafe, Python thread"
         value = median([v for v, _ in values])
         print(f"{label:44.44} {value * 1e6:14.2f} {value / native_wake:16.2f}")
+    floor = median(wake_floor)
+    print(f"{'kernel floor: C++ thread -> poll(), no loop':44.44} {floor * 1e6:14.2f} {floor / native_wake:16.2f}")
+    pyloop_python = median([v for v, _ in wakeup["pyloop"]])
+    print(f"3x faster than pyloop's call_soon_threadsafe would be {pyloop_python / 3 * 1e6:.2f} us; "
+          f"the wake-up alone takes {floor * 1e6:.2f} us, the loop and the task the other "
+          f"{(native_wake - floor) * 1e6:.2f} us of the native future's")
 
     native_busy = median([v for v, _ in busy_wakeup["pyloop native future"]])
     print(f"\n## busy_wakeup_latency (as wakeup_latency while a task runs Python code on the loop, "

@@ -140,6 +140,26 @@ def test_pool_work_result_and_size(ex, ploop):
     assert ex.pool_size() >= 2
 
 
+def test_many_pool_completions_in_flight_all_arrive(ex, ploop):
+    # A burst far larger than the pool: each post past the first wakes no thread, the workers
+    # wake each other; every completion must still reach its future.
+    async def main():
+        for _ in range(5):
+            await asyncio.gather(*(ex.pool_ping(ploop) for _ in range(2000)))
+        return await asyncio.gather(*(ex.sleep_on_pool(ploop, 0.001) for _ in range(3 * ex.pool_size())))
+
+    assert ploop.run_until_complete(main()) == [0.001] * (3 * ex.pool_size())
+
+
+def test_kernel_wake_floor_measures_a_wake_up(ex):
+    # The bridge benchmark's floor row: a median of real wake-ups, above zero and far below
+    # the sleep between them.
+    floor = ex.kernel_wake_floor(20, 0.0005)
+    assert 0 < floor < 500
+    with pytest.raises(ValueError, match="n must be positive"):
+        ex.kernel_wake_floor(0, 0.0005)
+
+
 @pytest.mark.parametrize(
     "kind, exc_type, message",
     [

@@ -5,6 +5,10 @@
 
 #include <asio/post.hpp>
 
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -189,6 +193,54 @@ nb::object stamp_after(nb::handle loop, double delay) {
   }));
 }
 
+// The machine's floor under the one-way wake-up benchmark, with no loop and no Python: a
+// thread sleeps `delay`, stamps the clock and writes a byte to a pipe; this thread, blocked in
+// poll() on it, stamps on return. Median microseconds of n wake-ups (GIL released).
+double kernel_wake_floor(int n, double delay) {
+  if (n <= 0) throw std::invalid_argument("n must be positive");
+  int fds[2];
+  if (::pipe(fds) < 0) throw std::runtime_error("pipe() failed");
+  struct closer {
+    int* fds;
+    ~closer() {
+      ::close(fds[0]);
+      ::close(fds[1]);
+    }
+  } close_both{fds};
+  auto now = [] {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+  };
+  std::vector<double> samples;
+  samples.reserve(static_cast<std::size_t>(n));
+  std::atomic<double> stamp{0.0};
+  std::atomic<bool> taken{true};  // the waiter read the last stamp: the next may be written
+  nb::gil_scoped_release released;
+  std::thread waker([&] {
+    for (int i = 0; i < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+      while (!taken.exchange(false)) std::this_thread::yield();
+      stamp.store(now());
+      const char byte = 1;
+      (void)!::write(fds[1], &byte, 1);
+    }
+  });
+  for (int i = 0; i < n; ++i) {
+    pollfd readable{fds[0], POLLIN, 0};
+    while (::poll(&readable, 1, -1) < 1) {
+    }
+    const double woke = now();
+    char byte;
+    (void)!::read(fds[0], &byte, 1);
+    samples.push_back((woke - stamp.load()) * 1e6);
+    taken.store(true);
+  }
+  waker.join();
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
 // Completes at once on a pool thread (the cross-thread latency benchmark).
 nb::object pool_ping(nb::handle loop) {
   return to_nb(dp::run_on_pool(loop.ptr(), [] {}));
@@ -278,6 +330,7 @@ NB_MODULE(pyloop_native_example, m) {
   m.def("wait_for_cancel", &wait_for_cancel, nb::arg("loop"));
   m.def("sleep_on_pool", &sleep_on_pool, nb::arg("loop"), nb::arg("seconds"));
   m.def("pool_ping", &pool_ping, nb::arg("loop"));
+  m.def("kernel_wake_floor", &kernel_wake_floor, nb::arg("n"), nb::arg("delay"));
   m.def("stamp_after", &stamp_after, nb::arg("loop"), nb::arg("delay"));
   m.def("pool_size", [] { return dp::pool_size(); });
   m.def("make_buffer", &make_buffer, nb::arg("size"), nb::arg("fill") = 0);
