@@ -303,6 +303,84 @@ def test_text_encodings_newlines_and_iteration(loop, path):
     assert path.read_bytes() == b"\xe9\r\n"
 
 
+TELL_CASES = [
+    # (bytes in the file, open() keywords): CRLF translated, lone CR, multi-byte characters,
+    # lines longer than a read-ahead chunk, a CR at a chunk's edge, a stateful encoding.
+    (("ligne é\r\n" * 3000 + "fin").encode("utf-8"), {"encoding": "utf-8"}),
+    (("a\rb\r\n\rc\n" * 8000).encode("utf-8"), {"encoding": "utf-8"}),
+    (("x" * 65535 + "\r\n" + "ü" * 40000 + "\r\nend\r").encode("utf-8"), {"encoding": "utf-8"}),
+    (("€uro\r\n" * 2000).encode("utf-8"), {"encoding": "utf-8", "newline": ""}),
+    (("zweite\r\n" * 4000).encode("utf-16"), {"encoding": "utf-16"}),
+]
+TELL_IDS = ["crlf", "lone-cr", "chunk-edge", "untranslated", "utf-16"]
+
+
+@pytest.mark.parametrize("data, kwargs", TELL_CASES, ids=TELL_IDS)
+def test_text_tell_after_lines_matches_builtin_open(loop, path, data, kwargs):
+    # Where built-in open() tells a plain byte position (its decoder holds nothing there), fs
+    # tells the same; where its cookie also carries decoder state (a lone CR just returned),
+    # fs's position is one that reads on with the same text.
+    path.write_bytes(data)
+    with open(path, **kwargs) as builtin:
+        text = builtin.read()
+        builtin.seek(0)
+        expected, done = [], 0
+        while line := builtin.readline():
+            done += len(line)
+            cookie = builtin.tell()
+            expected.append((line, cookie if cookie <= len(data) else None, done))
+
+    async def main():
+        async with fs.open(path, **kwargs) as f:
+            got = []
+            while line := await f.readline():
+                got.append((line, await f.tell()))
+        rests = {}
+        stateful = [(position, done) for (_, position), (_, cookie, done) in zip(got, expected) if cookie is None]
+        for position, done in stateful[:100] + stateful[-100:]:  # those near both ends
+            async with fs.open(path, **kwargs) as again:
+                await again.seek(position)
+                rests[done] = await again.read(50)
+        return got, rests
+
+    got, rests = loop.run_until_complete(main())
+    assert [line for line, _ in got] == [line for line, _, _ in expected]
+    for (_, position), (_, cookie, _) in zip(got, expected):
+        if cookie is not None:
+            assert position == cookie
+    for done, rest in rests.items():
+        assert rest == text[done:done + 50]
+
+
+@pytest.mark.parametrize("data, kwargs", TELL_CASES, ids=TELL_IDS)
+def test_text_seek_to_tell_reads_on_where_it_stopped(loop, path, data, kwargs):
+    # After reads of odd sizes (ending inside lines, after a CR), seek(tell()) and the rest of
+    # the file read from there is the rest built-in open() reads.
+    path.write_bytes(data)
+    with open(path, **kwargs) as builtin:
+        text = builtin.read()
+    stateful = kwargs["encoding"] == "utf-16"  # a position past the BOM decodes without it
+
+    async def main():
+        checks = []
+        async with fs.open(path, **kwargs) as f:
+            done = 0
+            for size in (1, 7, 4095, 3, 65536, 2, 9999):
+                part = await f.read(size)
+                done += len(part)
+                position = await f.tell()
+                if not stateful:
+                    async with fs.open(path, **kwargs) as again:
+                        await again.seek(position)
+                        checks.append((done, await again.read(50)))
+            return done, checks
+
+    done, checks = loop.run_until_complete(main())
+    assert done == min(len(text), 1 + 7 + 4095 + 3 + 65536 + 2 + 9999)
+    for offset, rest in checks:
+        assert rest == text[offset:offset + 50]
+
+
 def test_binary_lines(loop, path):
     path.write_bytes(b"a\nbb\n" + b"c" * 200000 + b"\nlast")
 

@@ -11,6 +11,7 @@ translates newlines as built-in open() does.
 from __future__ import annotations
 
 import codecs
+import collections
 import errno
 import io
 import os
@@ -42,6 +43,12 @@ class AsyncFile:
         self._pos = size if self._appending and regular else 0
         self._text = text  # (encoding, errors, newline) in text mode, else None
         self._buf = "" if text else b""  # read ahead, not yet returned
+        # Text mode: each piece of bytes decoded into _buf that is not all returned yet, as
+        # [file position, decoder state before it, bytes, characters it gave, whether the
+        # decoder was finished after it (the end of the file)], and how many
+        # characters of the first are returned: tell() finds its exact byte from them.
+        self._decoded = collections.deque()
+        self._returned = 0
         self._decoder = None
         self._encoder = None
         if text is not None:
@@ -82,13 +89,21 @@ class AsyncFile:
         if not self._readable:
             raise io.UnsupportedOperation("not readable")
 
-    def _reset_codecs(self):
+    def _new_decoder(self):
         encoding, errors, newline = self._text
         decoder = codecs.getincrementaldecoder(encoding)(errors)
         if newline is None:
             decoder = io.IncrementalNewlineDecoder(decoder, translate=True)
-        self._decoder = decoder
-        self._encoder = codecs.getincrementalencoder(encoding)(errors)
+        return decoder
+
+    def _reset_decoding(self):
+        self._decoder = self._new_decoder()
+        self._decoded.clear()
+        self._returned = 0
+
+    def _reset_codecs(self):
+        self._reset_decoding()
+        self._encoder = codecs.getincrementalencoder(self._text[0])(self._text[1])
 
     # -- reading -------------------------------------------------------------------------
 
@@ -144,18 +159,46 @@ class AsyncFile:
             self._size = max(self._size, self._pos)
         return taken + got
 
+    def _decode(self, raw):
+        """Decode raw, just read (final once it is empty), onto the read-ahead text."""
+        state = self._decoder.getstate()
+        text = self._decoder.decode(raw, final=not raw)
+        if raw:
+            self._decoded.append([self._pos - len(raw), state, raw, len(text), False])
+        elif self._decoded:
+            # The end of the file flushed what the decoder held (a last "\r"): it belongs to
+            # the last piece, decoded to its end as final.
+            self._decoded[-1][3] += len(text)
+            self._decoded[-1][4] = True
+        self._buf += text
+
+    def _take_text(self, count):
+        """The next count characters of the read-ahead text, returned to the caller."""
+        text, self._buf = self._buf[:count], self._buf[count:]
+        self._returned += len(text)
+        # Pieces all returned are forgotten, except the last one, and one whose end leaves
+        # the decoder in the middle of something (a multi-byte character, a "\r" that may be
+        # the start of "\r\n"): the position is found inside it then.
+        pieces = self._decoded
+        while len(pieces) > 1:
+            given = pieces[0][3]
+            if self._returned < given or (self._returned == given and pieces[1][1] != (b"", 0)):
+                break
+            self._returned -= given
+            pieces.popleft()
+        return text
+
     async def _read_text(self, size):
         if size < 0:
-            text = self._buf + self._decoder.decode(await self._read_raw(-1), final=True)
-            self._buf = ""
-            return text
+            self._decode(await self._read_raw(-1))
+            self._decode(b"")
+            return self._take_text(len(self._buf))
         while len(self._buf) < size:
             raw = await self._read_raw(max(size - len(self._buf), _LINE_CHUNK))
-            self._buf += self._decoder.decode(raw, final=not raw)
+            self._decode(raw)
             if not raw:
                 break
-        text, self._buf = self._buf[:size], self._buf[size:]
-        return text
+        return self._take_text(size)
 
     async def readline(self):
         """The next line, with its line ending; empty at the end of the file."""
@@ -165,19 +208,24 @@ class AsyncFile:
             ending = newline if newline not in (None, "") else "\n"
         else:
             ending = b"\n"
+        text = self._text is not None
         while True:
             at = self._buf.find(ending)
             if at >= 0:
                 at += len(ending)
+                if text:
+                    return self._take_text(at)
                 line, self._buf = self._buf[:at], self._buf[at:]
                 return line
             raw = await self._read_raw(_LINE_CHUNK)
-            if self._text is not None:
-                self._buf += self._decoder.decode(raw, final=not raw)
+            if text:
+                self._decode(raw)
             else:
                 self._buf += raw
             if not raw:
-                line, self._buf = self._buf, self._buf[:0]
+                if text:
+                    return self._take_text(len(self._buf))
+                line, self._buf = self._buf, b""
                 return line
 
     async def readlines(self):
@@ -248,7 +296,7 @@ class AsyncFile:
         if self._text is not None:
             self._pos = self._logical_position()
             self._buf = ""
-            self._decoder.reset()
+            self._reset_decoding()
         elif self._buf:
             self._pos -= len(self._buf)
             self._buf = b""
@@ -256,10 +304,55 @@ class AsyncFile:
     def _logical_position(self):
         if self._text is None:
             return self._pos - len(self._buf)
-        # Text read ahead is counted in the bytes that encode it: exact for encodings whose
-        # text round-trips (UTF-8 and the like, newlines untranslated).
-        pending = self._decoder.getstate()[0]
-        return self._pos - len(self._buf.encode(self._text[0], self._text[1])) - len(pending)
+        if not self._decoded:
+            return self._pos  # nothing decoded ahead
+        # The byte where the returned text ends: the shortest prefix of the first piece
+        # that, decoded from the state before it, gives the characters returned from it
+        # (decoding is in C: a galloping search, so the cost follows the text returned since
+        # the last tell(), whose answer becomes the piece's new start). A prefix giving more
+        # ends with the bytes after a "\r" (newlines translated): the "\r" was returned as
+        # "\n", and the text ends just after the "\r", where the decoder holds it.
+        piece = self._decoded[0]
+        position, state, raw, chars, final = piece
+        wanted = self._returned
+        decoder = self._decoder_from(state)
+
+        def given(length):
+            decoder.setstate(state)
+            return len(decoder.decode(raw[:length], final=final and length == len(raw)))
+
+        def shortest(count, low, high):
+            while low < high:
+                middle = (low + high) // 2
+                if given(middle) >= count:
+                    high = middle
+                else:
+                    low = middle + 1
+            return low
+
+        high = min(1, len(raw))
+        while high < len(raw) and given(high) < wanted:
+            high = min(2 * high, len(raw))
+        length = shortest(wanted, high // 2, high)
+        count = given(length)
+        if count > wanted:
+            for shorter in range(shortest(wanted - 1, 0, length), length):
+                count = given(shorter)
+                if decoder.getstate()[1] & 1:  # the newline decoder's pending "\r"
+                    length = shorter
+                    break
+            else:
+                length -= 1
+                count = given(length)
+        piece[:] = [position + length, decoder.getstate(), raw[length:], chars - count, final]
+        self._returned = wanted - count
+        return position + length
+
+    def _decoder_from(self, state):
+        """A decoder like the file's own, for replaying its input from a saved state."""
+        decoder = self._new_decoder()
+        decoder.setstate(state)
+        return decoder
 
     async def tell(self):
         self._check_open()
