@@ -5,6 +5,7 @@
 #include <sched.h>
 
 #include <memory>
+#include <new>
 #include <thread>
 #include <utility>
 
@@ -93,6 +94,34 @@ void worker_pool::work() noexcept {
     task.fn(task.arg);
     lock.lock();
   }
+}
+
+namespace {
+
+struct pool_slot {
+  std::mutex mutex;             // guards pool
+  worker_pool* pool = nullptr;  // this process's pool, once made
+};
+pool_slot shared_slots[2];  // by shared_pool_id
+
+// In the child of fork(): the pools' threads do not exist there, and a slot's mutex may have
+// been held by one of the parent's threads. The pools are abandoned, not destroyed.
+void forget_shared_pools() noexcept {
+  for (pool_slot& slot : shared_slots) {
+    new (&slot.mutex) std::mutex();
+    slot.pool = nullptr;
+  }
+}
+
+}  // namespace
+
+worker_pool& shared_pool(shared_pool_id id, unsigned threads) {
+  static const bool fork_handler = ::pthread_atfork(nullptr, nullptr, forget_shared_pools) == 0;
+  (void)fork_handler;
+  pool_slot& slot = shared_slots[static_cast<int>(id)];
+  std::lock_guard<std::mutex> lock(slot.mutex);
+  if (slot.pool == nullptr) slot.pool = new worker_pool(threads);
+  return *slot.pool;
 }
 
 }  // namespace pyloop

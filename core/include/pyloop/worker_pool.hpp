@@ -60,4 +60,13 @@ class worker_pool {
                                       // work yet: the next post need not wake another
 };
 
+// The process-wide pools (native_runtime.hpp, blocking_pool.hpp): each made on first use
+// with `threads` (ignored afterwards) and never destroyed, so work still running at exit (a
+// slow DNS query, a file call asleep in the kernel) cannot hold up interpreter shutdown; a
+// child of fork() abandons the inherited ones (their threads do not exist there) and makes
+// its own on first use.
+// Thread safety: any thread.
+enum class shared_pool_id { native_runtime, blocking };
+worker_pool& shared_pool(shared_pool_id id, unsigned threads);
+
 }  // namespace pyloop
