@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -63,8 +64,14 @@ struct gate {
 
 void pass_gate(void* arg) { static_cast<gate*>(arg)->pass(); }
 
-// Pools are never destroyed while their threads live: tests leak theirs on purpose.
-worker_pool& new_pool(unsigned threads) { return *new worker_pool(threads); }
+// Pools are never destroyed (their threads live on): the tests keep theirs here, reachable,
+// to the end of the process, as the shared pools are kept.
+std::vector<std::unique_ptr<worker_pool>>* kept_pools = new std::vector<std::unique_ptr<worker_pool>>();
+
+worker_pool& new_pool(unsigned threads) {
+  kept_pools->push_back(std::make_unique<worker_pool>(threads));
+  return *kept_pools->back();
+}
 
 TEST(WorkerPool, NoThreadStartsBeforeWorkArrives) {
   worker_pool& pool = new_pool(4);
