@@ -256,6 +256,17 @@ def median(values):
     return statistics.median(values)
 
 
+def set_process_affinity(cpus):
+    """Every thread of the process on cpus: the native pool's threads too, which inherit the
+    affinity of the thread that started them (os.sched_setaffinity(0) moves the caller only),
+    so that the pinned rows run all on one CPU and the fan-out on all of them."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run")
@@ -293,7 +304,7 @@ def main(argv=None):
     workers = ex.pool_size()
     for _ in range(repeats):
         if pinned:
-            os.sched_setaffinity(0, pinned)
+            set_process_affinity(pinned)
         for name, factory in factories.items():
             wakeup[name].append(run(factory, wakeup_python, n_wakeup))
         wakeup["pyloop native future"].append(run(pyloop.new_event_loop, wakeup_native, n_wakeup))
@@ -303,7 +314,7 @@ def main(argv=None):
             throughput[name].append(run(factory, throughput_python, n_throughput))
         latency["pyloop native future"].append(run(pyloop.new_event_loop, latency_native, n_latency))
         throughput["pyloop native future"].append(run(pyloop.new_event_loop, throughput_native, n_throughput))
-        os.sched_setaffinity(0, all_cpus)
+        set_process_affinity(all_cpus)
         if len(busy_wakeup["pyloop native future"]) < BUSY_REPEATS:
             for name, factory in factories.items():
                 busy_wakeup[name].append(run(factory, wakeup_python, n_busy, True))

@@ -10,7 +10,9 @@ namespace pyloop {
 namespace {
 
 worker_pool& runtime_pool() {
-  return shared_pool(shared_pool_id::native_runtime, std::max(2u, std::thread::hardware_concurrency()));
+  // Asked once: hardware_concurrency() reads /sys (an open, a read and a close per call).
+  static const unsigned threads = std::max(2u, std::thread::hardware_concurrency());
+  return shared_pool(shared_pool_id::native_runtime, threads);
 }
 
 }  // namespace
