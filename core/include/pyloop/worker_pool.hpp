@@ -18,7 +18,7 @@ struct pool_task {
 };
 
 // Threads are started on demand, up to max_threads, and live until the process ends (the
-// pool itself is never destroyed: see native_runtime.cpp).
+// pools are never destroyed: see shared_pool below).
 //
 // Why not asio::thread_pool: it signals a sleeping thread for every post, so a burst of
 // small jobs from a loop costs a futex wake and a context switch per job (measured: 1,000

@@ -315,7 +315,7 @@ class AsyncFile:
         piece = self._decoded[0]
         position, state, raw, chars, final = piece
         wanted = self._returned
-        decoder = self._decoder_from(state)
+        decoder = self._new_decoder()  # replays the piece from its state
 
         def given(length):
             decoder.setstate(state)
@@ -347,12 +347,6 @@ class AsyncFile:
         piece[:] = [position + length, decoder.getstate(), raw[length:], chars - count, final]
         self._returned = wanted - count
         return position + length
-
-    def _decoder_from(self, state):
-        """A decoder like the file's own, for replaying its input from a saved state."""
-        decoder = self._new_decoder()
-        decoder.setstate(state)
-        return decoder
 
     async def tell(self):
         self._check_open()
